@@ -1,0 +1,42 @@
+# ecomine: `make run` (nightly job on the embedded default) and `make test`.
+# Both set themselves up: a virtualenv in .venv, the package with pinned deps,
+# and Delta's jars from Maven Central (cached by Ivy in ~/.ivy2.5.2).
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.ecomine-setup
+ENV    ?= local
+ARGS   ?=
+
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export PYTHONUNBUFFERED := 1
+
+.PHONY: help setup run test lint bench-quality clean-lakehouse
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(STAMP): setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -e '.[dev]'
+	$(PY) -m ecomine.setup_env
+	touch $(STAMP)
+
+setup: $(STAMP)  ## create .venv, install pinned deps, fetch Delta jars and prepare model caches
+
+run: $(STAMP)  ## the nightly job on local Spark, Delta tables under ./lakehouse, bundled real data
+	./spark-submit.sh jobs/load_demo_data.py --env $(ENV) $(ARGS)
+	./spark-submit.sh jobs/nightly.py --env $(ENV) $(ARGS)
+
+test: $(STAMP)  ## the test suite (unit, Spark + Delta, end to end)
+	$(PY) -m pytest -q tests
+
+lint: $(STAMP)  ## ruff lint + format check
+	$(VENV)/bin/ruff check ecomine jobs tests bench
+	$(VENV)/bin/ruff format --check ecomine jobs tests bench
+
+clean-lakehouse:  ## delete the local demo lakehouse (tables and model artifacts)
+	rm -rf lakehouse

