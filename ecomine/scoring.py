@@ -1,0 +1,123 @@
+"""Spark side of scoring: DataFrame -> DataFrame transforms, chained with ``df.transform``.
+
+This is where a review's scores are computed:
+
+    reviews -> with_prepared_text   (clean text, language, reject reason, parsed rating: pandas UDF on text.py)
+            -> split_rejects        (unscorable rows -> rejects with a reason; nothing vanishes)
+            -> select_changed       (incremental: only new/edited reviews or a new model version)
+            -> with_scores          (iterator pandas UDF: model loaded once per worker, length-sorted batches)
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import pandas as pd
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+from ecomine import text as textlib
+from ecomine.labels import parse_rating
+from ecomine.model.predict import output_columns
+
+PREPARED_TYPE = "clean_text string, language string, reject_reason string, rating int, rating_issue string"
+
+
+def with_prepared_text(df: DataFrame, min_chars: int, languages: list[str]) -> DataFrame:
+    """Adds ``clean_text``, ``language`` (given, else detected), ``reject_reason``, a parsed
+    ``rating`` (int 1-5 or null) and ``rating_issue``. Rows whose language has no model get
+    ``unsupported_language``."""
+    supported = set(languages)
+
+    @F.pandas_udf(PREPARED_TYPE)
+    def prepare(text: pd.Series, lang: pd.Series, rating: pd.Series) -> pd.DataFrame:
+        cleaned = [textlib.clean_text(t) if t is not None else None for t in text]
+        langs = [textlib.normalize_language(g) or textlib.detect_language(c) for g, c in zip(lang, cleaned)]
+        reasons = []
+        for raw, c, lg in zip(text, cleaned, langs):
+            r = textlib.reject_reason(c, raw is None, min_chars)
+            if r is None and lg not in supported:
+                r = textlib.REJECT_LANGUAGE
+            reasons.append(r)
+        parsed = [parse_rating(v) for v in rating]
+        return pd.DataFrame(
+            {
+                "clean_text": cleaned,
+                "language": langs,
+                "reject_reason": reasons,
+                "rating": pd.array([p[0] for p in parsed], dtype="Int32"),
+                "rating_issue": [p[1] for p in parsed],
+            }
+        )
+
+    prepared = prepare(F.col("text"), F.col("language"), F.col("rating"))
+    return df.withColumn("_p", prepared).select(
+        *[c for c in df.columns if c not in ("language", "rating")],
+        F.col("rating").alias("rating_raw"),
+        *[F.col(f"_p.{c}").alias(c) for c in ("clean_text", "language", "reject_reason", "rating", "rating_issue")],
+    ).withColumn("text_sha256", F.sha2(F.coalesce(F.col("clean_text"), F.lit("")), 256))
+
+
+def with_duplicate_check(df: DataFrame) -> DataFrame:
+    """A review_id that appears more than once with different texts is ambiguous: every copy
+    is rejected (``duplicate_review_id``). Identical copies collapse to one row later."""
+    w = Window.partitionBy("review_id")
+    n_texts = F.size(F.collect_set("text_sha256").over(w))
+    return df.withColumn(
+        "reject_reason",
+        F.when(F.col("review_id").isNull(), F.lit(textlib.REJECT_NULL_KEY))
+        .when(n_texts > 1, F.lit(textlib.REJECT_DUPLICATE_KEY))
+        .otherwise(F.col("reject_reason")),
+    )
+
+
+def split_rejects(df: DataFrame) -> tuple[DataFrame, DataFrame]:
+    """(scorable rows, one per review_id) and (rejected rows with reason)."""
+    scorable = df.filter(F.col("reject_reason").isNull()).dropDuplicates(["review_id"])
+    rejects = df.filter(F.col("reject_reason").isNotNull())
+    return scorable, rejects
+
+
+def select_changed(scorable: DataFrame, existing_scores: DataFrame | None, model_version: str) -> DataFrame:
+    """Incremental selection: rows never scored, whose text changed, or scored by another model."""
+    if existing_scores is None:
+        return scorable
+    done = existing_scores.select("review_id", "text_sha256", "model_version").filter(
+        F.col("model_version") == F.lit(model_version)
+    )
+    return scorable.join(done.drop("model_version"), on=["review_id", "text_sha256"], how="left_anti")
+
+
+def with_scores(
+    df: DataFrame,
+    artifact_path: str,
+    tasks: list[dict],
+    batch_size: int,
+    device_pref: str = "auto",
+    num_threads: int = 0,
+) -> DataFrame:
+    """Adds one column per task output (``<task>_label``, ``<task>_prob``) plus ``n_tokens``,
+    ``truncated``, from one forward pass per review through the artifact's model."""
+    cols = output_columns(tasks)
+    schema = ", ".join(f"{c} {t}" for c, t in cols)
+
+    @F.pandas_udf(schema)
+    def score(batches: Iterator[tuple[pd.Series, pd.Series]]) -> Iterator[pd.DataFrame]:
+        from ecomine.model.device import choose_device, spark_task_cpus, spark_task_gpus
+        from ecomine.model.predict import get_predictor
+
+        device = choose_device(device_pref, spark_task_gpus())
+        threads = num_threads or spark_task_cpus()
+        predictor = get_predictor(artifact_path, device=device, num_threads=threads)  # once per worker
+        for texts, langs in batches:
+            yield predictor.predict(texts.tolist(), langs.tolist(), batch_size=batch_size)
+
+    scored = df.withColumn("_s", score(F.col("clean_text"), F.col("language")))
+    return scored.select(*df.columns, *[F.col(f"_s.{c}").alias(c) for c, _ in cols])
+
+
+def with_positive_probability(df: DataFrame, tasks: list[dict]) -> DataFrame:
+    """``p_positive``: the model's probability that the text praises (sentiment head where it
+    has output, else the rating head's P(top class)); input to the fraud signals."""
+    probs = [F.col(f"{t['name']}_prob") for t in sorted(tasks, key=lambda t: t["name"] != "sentiment") if t["kind"] == "binary"]
+    return df.withColumn("p_positive", F.coalesce(*probs) if probs else F.lit(None).cast("double"))

@@ -1,0 +1,76 @@
+"""Reading source tables: map a team's physical columns to ecomine's logical names and
+check types before anything is written. Errors name the table, the column, the expected
+and the found type."""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from ecomine import delta_io
+from ecomine.config import CatalogColumns, Config, ReviewColumns
+from ecomine.errors import SchemaError
+
+_STRINGISH = (T.StringType, T.IntegerType, T.LongType)
+
+# logical column -> (required, allowed Spark types, cast to)
+REVIEW_SCHEMA: dict[str, tuple[bool, tuple[type, ...], str]] = {
+    "review_id": (True, _STRINGISH, "string"),
+    "text": (True, (T.StringType,), "string"),
+    "product_id": (False, _STRINGISH, "string"),
+    "reviewer_id": (False, _STRINGISH, "string"),
+    "rating": (False, (T.IntegerType, T.LongType, T.ShortType, T.ByteType, T.DoubleType, T.FloatType, T.DecimalType, T.StringType), "string"),
+    "label": (False, (T.StringType, T.IntegerType, T.LongType, T.BooleanType), "string"),
+    "language": (False, (T.StringType,), "string"),
+    "created_at": (False, (T.TimestampType, T.TimestampNTZType, T.DateType), "timestamp"),
+    "source": (False, (T.StringType,), "string"),
+}
+CATALOG_SCHEMA: dict[str, tuple[bool, tuple[type, ...], str]] = {
+    "product_id": (True, _STRINGISH, "string"),
+    "name": (False, (T.StringType,), "string"),
+    "category": (False, (T.StringType,), "string"),
+    "brand": (False, (T.StringType,), "string"),
+    "price": (False, (T.DoubleType, T.FloatType, T.DecimalType, T.IntegerType, T.LongType), "double"),
+    "description": (False, (T.StringType,), "string"),
+}
+
+
+def conform(df: DataFrame, table: str, mapping: ReviewColumns | CatalogColumns, schema: dict) -> DataFrame:
+    """Select the mapped physical columns under logical names with canonical types.
+
+    Missing optional columns become typed nulls; a missing required column or a column
+    of the wrong type raises ``SchemaError`` naming table, column, expected and found."""
+    fields = {f.name: f.dataType for f in df.schema.fields}
+    cols = []
+    for logical, (required, allowed, cast) in schema.items():
+        physical = getattr(mapping, logical)
+        if physical not in fields:
+            if required:
+                raise SchemaError(
+                    f"table {table} lacks required column '{physical}' (logical {logical}); it has {sorted(fields)}"
+                )
+            cols.append(F.lit(None).cast(cast).alias(logical))
+            continue
+        found = fields[physical]
+        if not isinstance(found, allowed):
+            expected = " or ".join(a.__name__.replace("Type", "").lower() for a in allowed)
+            raise SchemaError(
+                f"table {table} column '{physical}' (logical {logical}) has type {found.simpleString()}; expected {expected}"
+            )
+        cols.append(F.col(f"`{physical}`").cast(cast).alias(logical))
+    return df.select(*cols)
+
+
+def read_reviews(spark: SparkSession, cfg: Config, version: int | None = None) -> DataFrame:
+    path = cfg.table("reviews")
+    if not delta_io.table_exists(spark, path):
+        raise SchemaError(f"table reviews at {path} does not exist (run jobs/load_demo_data.py or point tables.reviews at yours)")
+    return conform(delta_io.read(spark, path, version), f"reviews ({path})", cfg.columns.reviews, REVIEW_SCHEMA)
+
+
+def read_catalog(spark: SparkSession, cfg: Config) -> DataFrame | None:
+    path = cfg.table("catalog")
+    if not delta_io.table_exists(spark, path):
+        return None
+    return conform(delta_io.read(spark, path), f"catalog ({path})", cfg.columns.catalog, CATALOG_SCHEMA)

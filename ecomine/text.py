@@ -1,0 +1,66 @@
+"""Pure text helpers shared by the driver, the executors and the tests (no pyspark).
+
+`clean_text` is what the model sees; `reject_reason` decides whether a review can be
+scored at all. Both are used from Spark through pandas UDFs, so the rules live once.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+# C0/C1 control characters except tab/newline; lone surrogates from bad UTF-8 decoding.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+_WS = re.compile(r"\s+")
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_LETTER = re.compile(r"[^\W\d_]", re.UNICODE)
+
+REJECT_NULL = "null_text"
+REJECT_EMPTY = "empty_text"
+REJECT_TOO_SHORT = "too_short"
+REJECT_LANGUAGE = "unsupported_language"
+REJECT_NULL_KEY = "null_review_id"
+REJECT_DUPLICATE_KEY = "duplicate_review_id"
+
+
+def clean_text(text: str | None) -> str | None:
+    """NFC-normalise, drop control characters and undecodable surrogates, collapse whitespace."""
+    if text is None:
+        return None
+    text = unicodedata.normalize("NFC", str(text))
+    text = _SURROGATE.sub("", text)
+    text = text.replace("\ufffd", "")  # replacement characters left by invalid UTF-8
+    text = _CONTROL.sub(" ", text)
+    return _WS.sub(" ", text).strip()
+
+
+def detect_language(text: str | None) -> str | None:
+    """A deliberately small detector for the languages ecomine routes: 'zh' when CJK
+    ideographs make up at least 30% of the letters, 'en' otherwise; None for no letters."""
+    if not text:
+        return None
+    letters = _LETTER.findall(text)
+    if not letters:
+        return None
+    cjk = len(_CJK.findall(text))
+    return "zh" if cjk / len(letters) >= 0.3 else "en"
+
+
+def normalize_language(code: str | None) -> str | None:
+    """'EN', 'en-US', 'zh_CN' -> 'en', 'zh'; blank -> None."""
+    if code is None:
+        return None
+    code = str(code).strip().lower().replace("_", "-")
+    return code.split("-")[0] or None
+
+
+def reject_reason(cleaned: str | None, raw_was_null: bool, min_chars: int) -> str | None:
+    """Why a review cannot be scored, or None when it can."""
+    if raw_was_null:
+        return REJECT_NULL
+    if cleaned is None or cleaned == "":
+        return REJECT_EMPTY
+    if len(cleaned) < min_chars:
+        return REJECT_TOO_SHORT
+    return None

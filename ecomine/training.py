@@ -1,0 +1,191 @@
+"""Driver-side training run: Delta -> bounded pandas -> fine-tune per language -> artifact + models row.
+
+Splits are by a salted hash of review_id (``ecomine.split``), so a review's split never
+changes across nightly retrains. Each language's model is trained on at most
+``model.train.max_samples_per_language`` training rows (picked by a second hash, so the
+pick is deterministic too) and evaluated on every held-out test row of its language,
+next to a TF-IDF + logistic regression baseline fit on the same training rows.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+import pandas as pd
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from ecomine import delta_io, split, tables
+from ecomine.config import Config
+from ecomine.labels import class_indices
+from ecomine.model import artifact
+from ecomine.model.baseline import tfidf_baseline
+from ecomine.model.encoders import needs_query_prefix, resolve_base
+from ecomine.scoring import with_prepared_text
+
+log = logging.getLogger(__name__)
+
+MAX_LABELLED_ROWS = 500_000  # hard bound on rows brought to the driver per training run
+MODELS_DDL = (
+    "model_version string, created_at timestamp, run_id string, artifact_path string, status string, "
+    "base_models string, source_table string, source_version long, metrics string, config string"
+)
+
+
+def _target_column(target: str) -> str:
+    return {"rating": "rating", "label": "label"}.get(target, target)
+
+
+def load_labelled(spark: SparkSession, cfg: Config) -> tuple[pd.DataFrame, int | None]:
+    """Labelled, scorable reviews of the configured languages (bounded), and the Delta version read."""
+    path = cfg.table("reviews")
+    version = delta_io.table_version(spark, path)
+    df = tables.read_reviews(spark, cfg, version=version).transform(
+        with_prepared_text, min_chars=cfg.scoring.min_text_chars, languages=list(cfg.model.encoders)
+    )
+    targets = sorted({_target_column(t.target) for t in cfg.model.tasks})
+    has_label = None
+    for c in targets:
+        cond = F.col(c).isNotNull()
+        has_label = cond if has_label is None else (has_label | cond)
+    pdf = (
+        df.filter(F.col("reject_reason").isNull() & has_label)
+        .select("review_id", "clean_text", "language", *targets)
+        .dropDuplicates(["review_id"])
+        .orderBy("review_id")
+        .limit(MAX_LABELLED_ROWS)
+        .toPandas()
+    )
+    log.info("labelled rows read from %s@v%s: %d", path, version, len(pdf))
+    return pdf, version
+
+
+def split_frame(pdf: pd.DataFrame, cfg: Config) -> pd.DataFrame:
+    s = cfg.model.split
+    out = pdf.copy()
+    out["split"] = [split.assign(k, s.salt, s.validation, s.test) for k in out["review_id"]]
+    out["pick"] = [split.bucket(k, s.salt + "/pick") for k in out["review_id"]]
+    return out
+
+
+def _task_data(frame: pd.DataFrame, cfg: Config):
+    from ecomine.model.train import TaskData
+
+    labels = {t.name: class_indices(t, frame[_target_column(t.target)].tolist()) for t in cfg.model.tasks}
+    return TaskData(texts=frame["clean_text"].tolist(), labels=labels)
+
+
+def train(spark: SparkSession, cfg: Config, run_id: str) -> dict[str, Any]:
+    """Train every language that has labels; publish one artifact; record it in the models table."""
+    from ecomine.model.train import FineTuner
+
+    t0 = time.time()
+    pdf, source_version = load_labelled(spark, cfg)
+    frame = split_frame(pdf, cfg)
+    cap = cfg.model.train.max_samples_per_language
+    staging = artifact.staging_dir(cfg.storage.artifacts)
+    languages: dict[str, Any] = {}
+    metrics: dict[str, Any] = {}
+    for lang, spec in sorted(cfg.model.encoders.items()):
+        rows = frame[frame["language"] == lang]
+        tr = rows[rows["split"] == split.TRAIN].sort_values("pick").head(cap)
+        va = rows[rows["split"] == split.VALIDATION].sort_values("pick").head(max(200, cap // 4))
+        te = rows[rows["split"] == split.TEST]
+        if tr.empty:
+            log.warning("language %s: no labelled training rows; its reviews will be rejected as unsupported", lang)
+            continue
+        train_d, val_d, test_d = _task_data(tr, cfg), _task_data(va, cfg), _task_data(te, cfg)
+        base_dir = resolve_base(spec)
+        log.info("language %s: train %d / validation %d / test %d rows, base %s", lang, len(tr), len(va), len(te), spec)
+        tuner = FineTuner(base_dir, cfg.model.tasks, cfg.model.max_length, cfg.model.train, prefix=needs_query_prefix(spec))
+        tuner.fit(train_d, val_d)
+        test_metrics = tuner.evaluate(test_d)
+        baseline = {}
+        for t in cfg.model.tasks:
+            if t.name in tuner.trained_tasks_ and (test_d.labels[t.name] >= 0).any():
+                baseline[t.name] = tfidf_baseline(
+                    train_d.texts, train_d.labels[t.name], test_d.texts, test_d.labels[t.name], len(t.classes), lang, cfg.model.train.seed
+                )
+        tuner.save(staging / lang)
+        languages[lang] = {
+            "base_model": spec,
+            "base_model_dir": str(base_dir),
+            "prefix": needs_query_prefix(spec),
+            "trained_tasks": tuner.trained_tasks_,
+            "n_train": len(tr),
+            "n_validation": len(va),
+            "n_test": len(te),
+            "train_seconds": tuner.train_seconds_,
+            "train_samples_per_second": tuner.samples_per_second_,
+            "stop_reason": tuner.stop_reason_,
+            "device": tuner.device_,
+            "history": tuner.history_,
+        }
+        metrics[lang] = {"finetuned": test_metrics, "tfidf_logreg": baseline}
+        log.info("language %s test metrics: fine-tuned %s | tf-idf %s", lang, test_metrics, baseline)
+    if not languages:
+        raise ValueError(f"no language in model.encoders {sorted(cfg.model.encoders)} has labelled training rows")
+    created = datetime.now(timezone.utc)
+    version = created.strftime("v%Y%m%dT%H%M%SZ") + "-" + run_id.rsplit("-", 1)[-1]
+    manifest = {
+        "created_at": created.isoformat(),
+        "run_id": run_id,
+        "tasks": [
+            {"name": t.name, "kind": t.kind, "classes": list(t.classes), "positive": t.positive, "target": t.target}
+            for t in cfg.model.tasks
+        ],
+        "max_length": cfg.model.max_length,
+        "languages": languages,
+        "metrics": metrics,
+        "source": {"table": cfg.table("reviews"), "version": source_version, "split": vars(cfg.model.split)},
+        "config": {"model": cfg.to_dict()["model"]},
+        "format": "ecomine-artifact/1",
+    }
+    path = artifact.publish(staging, cfg.storage.artifacts, version, manifest)
+    record_model(spark, cfg, manifest | {"model_version": version}, str(path), status="current")
+    log.info("model %s published at %s in %.0fs", version, path, time.time() - t0)
+    return artifact.read_manifest(path, verify=False) | {"artifact_path": str(path)}
+
+
+def record_model(spark: SparkSession, cfg: Config, manifest: dict[str, Any], path: str, status: str) -> None:
+    row = {
+        "model_version": manifest["model_version"],
+        "created_at": datetime.fromisoformat(manifest["created_at"]),
+        "run_id": manifest["run_id"],
+        "artifact_path": path,
+        "status": status,
+        "base_models": json.dumps({k: v["base_model"] for k, v in manifest["languages"].items()}),
+        "source_table": manifest["source"]["table"],
+        "source_version": manifest["source"]["version"],
+        "metrics": json.dumps(manifest["metrics"], default=float),
+        "config": json.dumps(manifest["config"]),
+    }
+    delta_io.upsert_rows(spark, cfg.table("models"), [row], MODELS_DDL, ["model_version"], metadata={"run_id": manifest["run_id"]})
+
+
+def current_model(spark: SparkSession, cfg: Config) -> dict[str, Any] | None:
+    """The newest model with status 'current' in the models table, or None."""
+    path = cfg.table("models")
+    if not delta_io.table_exists(spark, path):
+        return None
+    row = (
+        delta_io.read(spark, path)
+        .filter(F.col("status") == "current")
+        .orderBy(F.col("created_at").desc(), F.col("model_version").desc())
+        .first()
+    )
+    return row.asDict() if row else None
+
+
+def summarize_metrics(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """Flat rows (language, task, method, accuracy, macro_f1, n) for printing and the README."""
+    out = []
+    for lang, m in metrics.items():
+        for method, per_task in (("fine-tuned", m["finetuned"]), ("tf-idf+logreg", m["tfidf_logreg"])):
+            for task, r in per_task.items():
+                out.append({"language": lang, "task": task, "method": method, **{k: r.get(k) for k in ("accuracy", "macro_f1", "n")}})
+    return out

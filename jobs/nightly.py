@@ -1,0 +1,64 @@
+"""The nightly job: train when no model exists (or when asked), then score new/changed reviews
+into review_scores, with one row per run in the runs table."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+from ecomine import cli, config, pipeline, session, training
+from ecomine.runs import Run
+
+
+def run(spark, cfg: config.Config, train: bool = False) -> Run:
+    r = Run(spark, cfg.table("runs"), job="nightly").start()
+    try:
+        model = pipeline.ensure_model(spark, cfg, r, force_train=train)
+        pipeline.score_reviews(spark, cfg, r, model)
+    except BaseException as e:
+        r.fail(e)
+        raise
+    r.succeed()
+    return r
+
+
+def _summary(spark, cfg: config.Config, r: Run, seconds: float) -> str:
+    model = training.current_model(spark, cfg)
+    lines = [
+        f"nightly run {r.run_id} succeeded in {seconds:.0f}s",
+        f"  rows read {r.counts.get('rows_in')}, scored {r.counts.get('rows_scored')}, "
+        f"rejected {r.counts.get('rows_rejected')}, written {r.counts.get('rows_written')}",
+        f"  model {r.model_version}" + (f" (trained this run)" if r.details.get("trained") else " (existing)"),
+    ]
+    if model:
+        for row in training.summarize_metrics(json.loads(model["metrics"])):
+            lines.append(
+                f"    {row['language']} {row['task']:<10} {row['method']:<14} accuracy {row['accuracy']:.3f}  macro-F1 {row['macro_f1']:.3f}  (n={row['n']})"
+            )
+    lines += [
+        f"  tables under {cfg.storage.table_path('')}: reviews, catalog, review_scores, review_scores_rejects, runs, models",
+        "  look at them: .venv/bin/pyspark ... or",
+        f"    SELECT language, rating_label, sentiment_label, count(*) FROM delta.`{cfg.table('review_scores')}` GROUP BY 1,2,3",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = cli.job_parser(__doc__)
+    p.add_argument("--train", action="store_true", help="train a new model version before scoring")
+    args = p.parse_args(argv)
+    cli.setup_logging(args.log_level)
+    cfg = config.load(args.conf_dir, args.env, args.overrides)
+    t0 = time.time()
+    spark = session.build("ecomine-nightly", cfg.spark)
+    try:
+        r = run(spark, cfg, train=args.train)
+        print(_summary(spark, cfg, r, time.time() - t0))
+    finally:
+        spark.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
