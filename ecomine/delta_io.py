@@ -104,6 +104,14 @@ def merge_into(
     target = DeltaTable.forPath(spark, path)
     cols = source.columns
     compare = [c for c in (compare if compare is not None else cols) if c not in keys]
+    # Only rows that are new or differ in a compared column go to MERGE; when there are
+    # none, no commit is made at all (a rerun leaves the table version unchanged).
+    current = target.toDF().select(*[F.col(f"`{c}`").alias(f"__t_{c}") for c in [*keys, *compare]])
+    cond = [source[f"`{c}`"].eqNullSafe(current[f"`__t_{c}`"]) for c in [*keys, *compare]]
+    source = source.join(current, on=cond, how="left_anti")
+    if source.limit(1).count() == 0:
+        log.info("MERGE into %s skipped: no new or changed rows", path)
+        return {"inserted": 0, "updated": 0, "deleted": 0}
     on = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
     changed = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" for c in compare) or "false"
     assignments = {f"`{c}`": f"s.`{c}`" for c in cols}

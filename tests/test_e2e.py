@@ -1,0 +1,142 @@
+"""End to end on a small slice of the real data: load -> nightly (train + score) -> rerun.
+
+Runs the jobs' ``run`` functions on the shared local[2] session with real Delta tables,
+the real packaged encoders and the real demo reviews (160 English + 60 Chinese), plus a
+few bad rows appended on purpose. Checks are made with delta-rs (an independent reader)
+and plain Python, not with ecomine's own code paths.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+from deltalake import DeltaTable as RsTable
+
+from ecomine import config
+from ecomine.model.predict import Predictor
+from jobs import load_demo_data, nightly
+
+ROOT = Path(__file__).resolve().parents[1]
+
+BAD_ROWS = [
+    # review_id, text, language: each must end in rejects with this reason
+    ("bad-null", None, "en", "null_text"),
+    ("bad-blank", "   \n\t ", "en", "empty_text"),
+    ("bad-ctrl", "\x00\x1b", "en", "empty_text"),
+    ("bad-fr", "Ce thé est vraiment excellent", "fr", "unsupported_language"),
+]
+
+
+@pytest.fixture(scope="module")
+def lake(spark, tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e")
+    cfg = config.load(ROOT / "conf", "test", [f"storage.root={root}", f"storage.artifacts={root}/_artifacts"])
+    load_demo_data.run(spark, cfg)
+    bad = spark.createDataFrame(
+        [(rid, None, None, None, None, text, lang, None, "test:bad") for rid, text, lang, _ in BAD_ROWS],
+        "review_id string, product_id string, reviewer_id string, rating int, label string, text string, "
+        "language string, created_at timestamp, source string",
+    )
+    bad.write.format("delta").mode("append").save(cfg.table("reviews"))
+    first = nightly.run(spark, cfg)
+    return cfg, first
+
+
+def _pd(cfg, name):
+    return RsTable(cfg.table(name)).to_pandas()
+
+
+def test_demo_tables_hold_the_real_data(lake):
+    cfg, _ = lake
+    reviews = _pd(cfg, "reviews")
+    assert len(reviews) == 160 + 60 + len(BAD_ROWS)
+    assert reviews["review_id"].is_unique
+    assert set(reviews["language"]) == {"en", "zh", "fr"}
+    en = reviews[reviews["source"].str.startswith("amazon")]
+    assert set(en["label"]) <= {"great", "other"} and (en.loc[en["label"] == "great", "rating"] == 5).all()
+    assert len(_pd(cfg, "catalog")) == 200
+
+
+def test_loading_twice_does_not_duplicate(spark, lake):
+    cfg, _ = lake
+    before = RsTable(cfg.table("reviews")).version()
+    counts = load_demo_data.run(spark, cfg)
+    assert counts["reviews_inserted"] == 0 and counts["reviews_updated"] == 0
+    assert RsTable(cfg.table("reviews")).version() == before
+
+
+def test_one_score_row_per_scorable_review_and_rejects_for_the_rest(lake):
+    cfg, run = lake
+    reviews = _pd(cfg, "reviews")
+    scores = _pd(cfg, "review_scores")
+    rejects = _pd(cfg, "review_scores_rejects")
+    expected_bad = {rid: reason for rid, _, _, reason in BAD_ROWS}
+    expected_scored = set(reviews["review_id"]) - set(expected_bad)
+    assert scores["review_id"].is_unique
+    assert set(scores["review_id"]) == expected_scored
+    assert dict(zip(rejects["review_id"], rejects["reason"])) == expected_bad
+    assert (rejects["run_id"] == run.run_id).all()
+    assert (scores["run_id"] == run.run_id).all() and scores["model_version"].nunique() == 1
+    # English rows carry the rating head, Chinese rows the sentiment head; the other stays null.
+    en, zh = scores[scores["language"] == "en"], scores[scores["language"] == "zh"]
+    assert en["rating_prob"].between(0, 1).all() and en["sentiment_prob"].isna().all()
+    assert zh["sentiment_prob"].between(0, 1).all() and zh["rating_prob"].isna().all()
+    assert set(en["rating_label"]) <= {"five_star", "one_to_four"}
+    assert ((en["rating_prob"] >= 0.5) == (en["rating_label"] == "five_star")).all()
+
+
+def test_runs_and_models_tables(lake):
+    cfg, run = lake
+    runs = _pd(cfg, "runs")
+    mine = runs[runs["run_id"] == run.run_id].iloc[0]
+    assert mine["status"] == "succeeded" and mine["job"] == "nightly"
+    assert mine["rows_in"] == 160 + 60 + len(BAD_ROWS)
+    assert mine["rows_scored"] == 220 and mine["rows_rejected"] == len(BAD_ROWS)
+    assert isinstance(mine["ended_at"], (datetime, np.datetime64)) or mine["ended_at"] is not None
+    models = _pd(cfg, "models")
+    assert len(models) == 1 and models.iloc[0]["status"] == "current"
+    assert models.iloc[0]["model_version"] == mine["model_version"]
+
+
+def test_predictions_match_the_saved_model_on_the_driver(lake):
+    cfg, _ = lake
+    models = _pd(cfg, "models")
+    scores = _pd(cfg, "review_scores").sort_values("review_id").head(40)
+    reviews = _pd(cfg, "reviews").set_index("review_id").loc[scores["review_id"]]
+    pred = Predictor(models.iloc[0]["artifact_path"], device="cpu")
+    local = pred.predict([" ".join(t.split()) for t in reviews["text"]], list(reviews["language"]), batch_size=7)
+    for col in ("rating_prob", "sentiment_prob"):
+        a, b = scores[col].to_numpy(dtype=float), local[col].to_numpy(dtype=float)
+        assert np.array_equal(np.isnan(a), np.isnan(b))
+        np.testing.assert_allclose(a[~np.isnan(a)], b[~np.isnan(b)], atol=1e-5)
+
+
+def test_rerun_changes_nothing(spark, lake):
+    cfg, first = lake
+    versions = {t: RsTable(cfg.table(t)).version() for t in ("review_scores", "review_scores_rejects")}
+    before = _pd(cfg, "review_scores").sort_values("review_id").reset_index(drop=True)
+    second = nightly.run(spark, cfg)
+    assert second.counts["rows_scored"] == 0
+    assert {t: RsTable(cfg.table(t)).version() for t in versions} == versions  # no commit at all
+    after = _pd(cfg, "review_scores").sort_values("review_id").reset_index(drop=True)
+    assert after.equals(before)
+
+
+def test_edited_review_is_rescored_and_fixed_reject_leaves(spark, lake):
+    cfg, _ = lake
+    target = _pd(cfg, "review_scores").query("language == 'en'").iloc[0]["review_id"]
+    spark.sql(
+        f"UPDATE delta.`{cfg.table('reviews')}` SET text = CASE WHEN review_id = '{target}' "
+        "THEN 'Terrible. Stale and tasteless, I threw it away.' ELSE 'Now a proper English review of the tea.' END "
+        f"WHERE review_id IN ('{target}', 'bad-blank')"
+    )
+    third = nightly.run(spark, cfg)
+    assert third.counts["rows_scored"] == 2
+    scores = _pd(cfg, "review_scores").set_index("review_id")
+    assert scores.loc[target, "run_id"] == third.run_id
+    assert scores.loc["bad-blank", "run_id"] == third.run_id
+    assert "bad-blank" not in set(_pd(cfg, "review_scores_rejects")["review_id"])
+    assert scores.index.is_unique
