@@ -46,6 +46,7 @@ args=(
   --conf spark.sql.catalog.spark_catalog=org.apache.spark.sql.delta.catalog.DeltaCatalog
   --conf spark.python.worker.reuse=true
   --conf spark.ui.showConsoleProgress=false
+  --driver-java-options "-Dlog4j2.configurationFile=file:${ECOMINE_LOG4J:-$HERE/conf/log4j2.properties}"
   --py-files "$HERE/build/ecomine.zip"
 )
 if [ "${SPARK_MASTER:-local[*]}" = "local[*]" ] || [[ "${SPARK_MASTER:-local}" == local* ]]; then

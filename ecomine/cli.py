@@ -15,6 +15,7 @@ def job_parser(description: str | None) -> argparse.ArgumentParser:
     p.add_argument("--env", default=os.environ.get("ECOMINE_ENV", "local"), help="config layer on top of base.yaml")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key (repeatable)")
     p.add_argument("--log-level", default=os.environ.get("ECOMINE_LOG_LEVEL", "INFO"))
+    p.add_argument("--run-id", default=None, help="reuse a run id to retry a run: its Delta writes are skipped if already committed")
     return p
 
 

@@ -12,7 +12,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from ecomine import delta_io, demo_data, scoring, tables, training
+from ecomine import delta_io, demo_data, runs, scoring, tables, training
 from ecomine.config import Config
 from ecomine.errors import DataError, ModelArtifactError
 from ecomine.model import artifact
@@ -81,20 +81,24 @@ def score_reviews(spark: SparkSession, cfg: Config, run: Run, model: dict[str, A
     catalog = tables.read_catalog(spark, cfg)
     if catalog is not None:
         run.source_versions["catalog"] = delta_io.table_version(spark, cfg.table("catalog"))
+    scores_path = cfg.table("review_scores")
+    existing = delta_io.read(spark, scores_path) if delta_io.table_exists(spark, scores_path) else None
 
+    mode, reviews = _incremental_selection(spark, cfg, run, reviews, version, src_version, existing is not None)
+    run.details["selection"] = mode
     prepared = (
-        reviews.transform(scoring.with_prepared_text, min_chars=sc.min_text_chars, languages=sorted(manifest["languages"]))
+        reviews.transform(scoring.with_prepared_text, min_chars=sc.min_text_chars, languages=sorted(manifest["languages"]),
+                          max_chars=sc.max_text_chars)
         .transform(scoring.with_duplicate_check)
         .persist(StorageLevel.MEMORY_AND_DISK)
     )
     rows_in = prepared.count()
-    if rows_in == 0:
+    if rows_in == 0 and mode == "full":
         raise DataError(f"table reviews at {reviews_path} (version {src_version}) is empty: nothing to score")
+    log.info("reviews read: %d (%s)", rows_in, mode)
     scorable, rejects = scoring.split_rejects(prepared)
 
-    scores_path = cfg.table("review_scores")
-    existing = delta_io.read(spark, scores_path) if delta_io.table_exists(spark, scores_path) else None
-    todo = scoring.select_changed(scorable, existing, version)
+    todo = scoring.select_changed(scorable, existing, version, same_model_only=sc.rescore == "all_on_model_change")
     if catalog is not None:
         todo = todo.join(
             catalog.select("product_id", F.col("name").alias("product_name"), F.col("category").alias("product_category")),
@@ -114,7 +118,8 @@ def score_reviews(spark: SparkSession, cfg: Config, run: Run, model: dict[str, A
         .transform(scoring.with_positive_probability, tasks=tasks)
         .select(
             "review_id", "product_id", "language", "text_sha256", "rating", "rating_issue",
-            *[c for c, _ in output_columns(tasks)], "p_positive", "product_name", "product_category",
+            *[c for c, _ in output_columns(tasks) if c != "truncated"],
+            (F.col("truncated") | F.col("text_cut")).alias("truncated"), "p_positive", "product_name", "product_category",
             F.lit(version).alias("model_version"), F.lit(run.run_id).alias("run_id"), F.lit(now).cast("timestamp").alias("scored_at"),
         )
         .persist(StorageLevel.MEMORY_AND_DISK)
@@ -129,7 +134,8 @@ def score_reviews(spark: SparkSession, cfg: Config, run: Run, model: dict[str, A
     m = {"inserted": 0, "updated": 0}
     if n_scored or existing is None:
         m = delta_io.merge_into(spark, scores_path, scored, ["review_id"],
-                                compare=[c for c in scored.columns if c not in stamps], metadata=meta)
+                                compare=[c for c in scored.columns if c not in stamps], metadata=meta,
+                                txn=(f"ecomine:{scores_path}", runs.txn_version(run.run_id)))
 
     reject_rows = rejects.select(
         F.coalesce(F.col("review_id"), F.concat(F.lit("null-key:"), F.col("text_sha256"))).alias("review_key"),
@@ -146,7 +152,8 @@ def score_reviews(spark: SparkSession, cfg: Config, run: Run, model: dict[str, A
     rejects_path = cfg.table("review_scores_rejects")
     if n_rejected or not delta_io.table_exists(spark, rejects_path):
         delta_io.merge_into(spark, rejects_path, reject_rows, ["review_key"],
-                            compare=["reason", "detail", "text_sha256"], metadata=meta)
+                            compare=["reason", "detail", "text_sha256"], metadata=meta,
+                            txn=(f"ecomine:{rejects_path}", runs.txn_version(run.run_id)))
     # A review that was rejected before and is scorable now leaves the rejects table.
     delta_io.delete_keys(spark, rejects_path, scorable.select(F.col("review_id").alias("review_key")), "review_key", metadata=meta)
 
@@ -157,6 +164,43 @@ def score_reviews(spark: SparkSession, cfg: Config, run: Run, model: dict[str, A
     scored.unpersist()
     prepared.unpersist()
     return counts
+
+
+def _incremental_selection(
+    spark: SparkSession, cfg: Config, run: Run, reviews: DataFrame, version: str, src_version: int | None, have_scores: bool
+) -> tuple[str, DataFrame]:
+    """Which source rows this run reads: ('cdf', rows whose review_id changed since the last
+    successful run's table version, read through Delta's Change Data Feed), ('unchanged',
+    nothing) or ('full', the whole table; already-scored identical rows are skipped later)."""
+    prev = runs.last_success(spark, cfg.table("runs"), ("nightly", "score"))
+    prev_v = prev["source_versions"].get("reviews") if prev else None
+    if not have_scores or prev is None or prev_v is None or src_version is None:
+        return "full", reviews
+    if prev["model_version"] != version and cfg.scoring.rescore == "all_on_model_change":
+        log.info("model changed (%s -> %s): rescoring every review", prev["model_version"], version)
+        return "full", reviews
+    if prev_v == src_version:
+        return "unchanged", reviews.limit(0)
+    if prev_v > src_version:
+        log.warning("reviews table version went back (%s -> %s, restored?): full scan", prev_v, src_version)
+        return "full", reviews
+    key = cfg.columns.reviews.review_id
+    try:
+        changes = (
+            spark.read.format("delta").option("readChangeFeed", "true")
+            .option("startingVersion", prev_v + 1).option("endingVersion", src_version)
+            .load(cfg.table("reviews"))
+            .filter(F.col("_change_type").isin("insert", "update_postimage"))
+            .select(F.col(f"`{key}`").cast("string").alias("review_id"))
+            .distinct()
+        )
+        changes.limit(1).count()  # fail here, not later, when the feed is not available
+    except Exception as e:  # CDF off, or history vacuumed: a full scan is always correct
+        log.warning("change data feed of reviews v%s..v%s unavailable (%s): full scan", prev_v + 1, src_version,
+                    str(e).splitlines()[0][:200])
+        return "full", reviews
+    # All rows of a changed key (also its older duplicates) so duplicate checks stay whole.
+    return "cdf", reviews.join(changes, on="review_id", how="left_semi")
 
 
 def reject_reasons(spark: SparkSession, cfg: Config) -> DataFrame:

@@ -10,9 +10,10 @@ import json
 import logging
 import traceback
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Iterator
 
 from pyspark.sql import SparkSession
 
@@ -79,3 +80,63 @@ class Run:
         except Exception:  # the ledger must never hide the original error
             log.exception("could not record failure of run %s", self.run_id)
         log.error("run %s failed: %s", self.run_id, exc)
+
+
+def last_success(spark: SparkSession, path: str, jobs: tuple[str, ...]) -> dict[str, Any] | None:
+    """The latest succeeded run of one of ``jobs``, with ``source_versions`` parsed."""
+    if not delta_io.table_exists(spark, path):
+        return None
+    from pyspark.sql import functions as F
+
+    row = (
+        delta_io.read(spark, path)
+        .filter((F.col("status") == "succeeded") & F.col("job").isin(*jobs))
+        .orderBy(F.col("ended_at").desc())
+        .first()
+    )
+    if row is None:
+        return None
+    out = row.asDict()
+    out["source_versions"] = json.loads(out["source_versions"] or "{}")
+    return out
+
+
+def mark_abandoned(spark: SparkSession, path: str, run_id: str, reason: str) -> None:
+    """Record a run whose process died (it stayed 'running') as failed."""
+    if not delta_io.table_exists(spark, path):
+        return
+    from pyspark.sql import functions as F
+
+    row = delta_io.read(spark, path).filter((F.col("run_id") == run_id) & (F.col("status") == "running")).first()
+    if row is None:
+        return
+    d = row.asDict()
+    d.update(status="failed", ended_at=datetime.now(timezone.utc), error=reason)
+    delta_io.upsert_rows(spark, path, [d], RUNS_DDL, ["run_id"])
+    log.warning("run %s marked failed: %s", run_id, reason)
+
+
+def txn_version(run_id: str) -> int:
+    """Delta txnVersion for a run: its start time as YYYYMMDDHHMMSS (increases run to run;
+    a retry that reuses the run id reuses the number, so Delta skips a write already committed)."""
+    return int(run_id.split("-", 1)[0].replace("T", ""))
+
+
+@contextmanager
+def recorded(spark: SparkSession, runs_path: str, lock_root: str, job: str, run_id: str | None = None) -> Iterator[Run]:
+    """Run a job under the writer lock with a ledger row: 'running' at start, then
+    'succeeded', or 'failed' with the error (re-raised). A run found dead while holding the
+    lock is marked failed first."""
+    from ecomine import lock
+
+    rid = run_id or new_run_id()
+    with lock.exclusive(lock_root, "writer", rid) as stale:
+        if stale and stale.get("run_id"):
+            mark_abandoned(spark, runs_path, stale["run_id"], "abandoned: its process died while holding the lock")
+        r = Run(spark, runs_path, job=job, run_id=rid).start()
+        try:
+            yield r
+        except BaseException as e:
+            r.fail(e)
+            raise
+        r.succeed()

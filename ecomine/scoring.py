@@ -20,18 +20,20 @@ from ecomine import text as textlib
 from ecomine.labels import parse_rating
 from ecomine.model.predict import output_columns
 
-PREPARED_TYPE = "clean_text string, language string, reject_reason string, rating int, rating_issue string"
+PREPARED_TYPE = "clean_text string, text_cut boolean, language string, reject_reason string, rating int, rating_issue string"
 
 
-def with_prepared_text(df: DataFrame, min_chars: int, languages: list[str]) -> DataFrame:
-    """Adds ``clean_text``, ``language`` (given, else detected), ``reject_reason``, a parsed
-    ``rating`` (int 1-5 or null) and ``rating_issue``. Rows whose language has no model get
-    ``unsupported_language``."""
+def with_prepared_text(df: DataFrame, min_chars: int, languages: list[str], max_chars: int = 20000) -> DataFrame:
+    """Adds ``clean_text`` (cut to ``max_chars``; ``text_cut`` says so), ``language`` (given,
+    else detected), ``reject_reason``, a parsed ``rating`` (int 1-5 or null) and
+    ``rating_issue``. Rows whose language has no model get ``unsupported_language``."""
     supported = set(languages)
 
     @F.pandas_udf(PREPARED_TYPE)
     def prepare(text: pd.Series, lang: pd.Series, rating: pd.Series) -> pd.DataFrame:
-        cleaned = [textlib.clean_text(t) if t is not None else None for t in text]
+        full = [textlib.clean_text(t) if t is not None else None for t in text]
+        cleaned = [c[:max_chars] if c is not None else None for c in full]
+        cut = [c is not None and len(c) > max_chars for c in full]
         langs = [textlib.normalize_language(g) or textlib.detect_language(c) for g, c in zip(lang, cleaned)]
         reasons = []
         for raw, c, lg in zip(text, cleaned, langs):
@@ -43,6 +45,7 @@ def with_prepared_text(df: DataFrame, min_chars: int, languages: list[str]) -> D
         return pd.DataFrame(
             {
                 "clean_text": cleaned,
+                "text_cut": cut,
                 "language": langs,
                 "reject_reason": reasons,
                 "rating": pd.array([p[0] for p in parsed], dtype="Int32"),
@@ -54,7 +57,7 @@ def with_prepared_text(df: DataFrame, min_chars: int, languages: list[str]) -> D
     return df.withColumn("_p", prepared).select(
         *[c for c in df.columns if c not in ("language", "rating")],
         F.col("rating").alias("rating_raw"),
-        *[F.col(f"_p.{c}").alias(c) for c in ("clean_text", "language", "reject_reason", "rating", "rating_issue")],
+        *[F.col(f"_p.{c}").alias(c) for c in ("clean_text", "text_cut", "language", "reject_reason", "rating", "rating_issue")],
     ).withColumn("text_sha256", F.sha2(F.coalesce(F.col("clean_text"), F.lit("")), 256))
 
 
@@ -78,13 +81,16 @@ def split_rejects(df: DataFrame) -> tuple[DataFrame, DataFrame]:
     return scorable, rejects
 
 
-def select_changed(scorable: DataFrame, existing_scores: DataFrame | None, model_version: str) -> DataFrame:
-    """Incremental selection: rows never scored, whose text changed, or scored by another model."""
+def select_changed(
+    scorable: DataFrame, existing_scores: DataFrame | None, model_version: str, same_model_only: bool = True
+) -> DataFrame:
+    """Incremental selection: rows never scored or whose text changed; with ``same_model_only``
+    also rows scored by another model version (rescore policy ``all_on_model_change``)."""
     if existing_scores is None:
         return scorable
-    done = existing_scores.select("review_id", "text_sha256", "model_version").filter(
-        F.col("model_version") == F.lit(model_version)
-    )
+    done = existing_scores.select("review_id", "text_sha256", "model_version")
+    if same_model_only:
+        done = done.filter(F.col("model_version") == F.lit(model_version))
     return scorable.join(done.drop("model_version"), on=["review_id", "text_sha256"], how="left_anti")
 
 

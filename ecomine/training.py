@@ -19,7 +19,7 @@ import pandas as pd
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from ecomine import delta_io, split, tables
+from ecomine import delta_io, promotion, split, tables
 from ecomine.config import Config
 from ecomine.labels import class_indices
 from ecomine.model import artifact
@@ -87,6 +87,13 @@ def train(spark: SparkSession, cfg: Config, run_id: str) -> dict[str, Any]:
     pdf, source_version = load_labelled(spark, cfg)
     frame = split_frame(pdf, cfg)
     cap = cfg.model.train.max_samples_per_language
+    current = current_model(spark, cfg)
+    current_pred = None
+    current_metrics: dict[str, Any] = {}
+    if current is not None:
+        from ecomine.model.predict import Predictor
+
+        current_pred = Predictor(current["artifact_path"], device="cpu")
     staging = artifact.staging_dir(cfg.storage.artifacts)
     languages: dict[str, Any] = {}
     metrics: dict[str, Any] = {}
@@ -111,6 +118,9 @@ def train(spark: SparkSession, cfg: Config, run_id: str) -> dict[str, Any]:
                     train_d.texts, train_d.labels[t.name], test_d.texts, test_d.labels[t.name], len(t.classes), lang, cfg.model.train.seed
                 )
         tuner.save(staging / lang)
+        if current is not None and lang in current_pred.languages:
+            # The current model on exactly the same held-out rows, for the promotion rule.
+            current_metrics[lang] = _evaluate_predictor(current_pred, test_d, te, lang, cfg)
         languages[lang] = {
             "base_model": spec,
             "base_model_dir": str(base_dir),
@@ -145,10 +155,36 @@ def train(spark: SparkSession, cfg: Config, run_id: str) -> dict[str, Any]:
         "config": {"model": cfg.to_dict()["model"]},
         "format": "ecomine-artifact/1",
     }
+    candidate = {lang: m["finetuned"] for lang, m in metrics.items()}
+    decision = promotion.decide(candidate, current_metrics if current is not None else None, cfg.model.promotion_margin)
+    if current is not None:
+        decision["current_model"] = current["model_version"]
+    manifest["promotion"] = decision
     path = artifact.publish(staging, cfg.storage.artifacts, version, manifest)
-    record_model(spark, cfg, manifest | {"model_version": version}, str(path), status="current")
-    log.info("model %s published at %s in %.0fs", version, path, time.time() - t0)
+    status = "current" if decision["promote"] else "rejected"
+    record_model(spark, cfg, manifest | {"model_version": version}, str(path), status=status)
+    if decision["promote"] and current is not None:
+        retire = {**current, "status": "retired"}
+        retire["created_at"] = current["created_at"]
+        delta_io.upsert_rows(spark, cfg.table("models"), [retire], MODELS_DDL, ["model_version"], metadata={"run_id": run_id})
+    log.info("model %s published at %s in %.0fs; %s: %s", version, path, time.time() - t0, status, decision["reason"])
     return artifact.read_manifest(path, verify=False) | {"artifact_path": str(path)}
+
+
+def _evaluate_predictor(pred, data, frame: pd.DataFrame, lang: str, cfg: Config) -> dict[str, dict[str, float]]:
+    from ecomine.metrics import classification_report
+
+    out = pred.predict(data.texts, [lang] * len(data.texts), batch_size=cfg.model.train.eval_batch_size)
+    report = {}
+    for t in cfg.model.tasks:
+        y = data.labels[t.name]
+        keep = y >= 0
+        col = f"{t.name}_label"
+        if col not in out or not keep.any() or out[col][keep].isna().any():
+            continue
+        pred_idx = out[col][keep].map(list(t.classes).index).to_numpy()
+        report[t.name] = classification_report(y[keep], pred_idx, len(t.classes))
+    return report
 
 
 def record_model(spark: SparkSession, cfg: Config, manifest: dict[str, Any], path: str, status: str) -> None:

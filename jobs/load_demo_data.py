@@ -4,19 +4,12 @@ from __future__ import annotations
 
 import sys
 
-from ecomine import cli, config, pipeline, session
-from ecomine.runs import Run
+from ecomine import cli, config, pipeline, runs, session
 
 
-def run(spark, cfg: config.Config) -> dict:
-    r = Run(spark, cfg.table("runs"), job="load_demo_data").start()
-    try:
-        counts = pipeline.load_demo_data(spark, cfg, r)
-    except BaseException as e:
-        r.fail(e)
-        raise
-    r.succeed()
-    return counts
+def run(spark, cfg: config.Config, run_id: str | None = None) -> dict:
+    with runs.recorded(spark, cfg.table("runs"), cfg.storage.root, "load_demo_data", run_id) as r:
+        return pipeline.load_demo_data(spark, cfg, r)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = config.load(args.conf_dir, args.env, args.overrides)
     spark = session.build("ecomine-load-demo-data", cfg.spark)
     try:
-        counts = run(spark, cfg)
+        counts = run(spark, cfg, args.run_id)
     finally:
         spark.stop()
     print(f"demo data: {counts}")

@@ -7,29 +7,23 @@ import json
 import sys
 import time
 
-from ecomine import cli, config, pipeline, session, training
-from ecomine.runs import Run
+from ecomine import cli, config, pipeline, runs, session, training
 
 
-def run(spark, cfg: config.Config, train: bool = False) -> Run:
-    r = Run(spark, cfg.table("runs"), job="nightly").start()
-    try:
+def run(spark, cfg: config.Config, train: bool = False, run_id: str | None = None) -> runs.Run:
+    with runs.recorded(spark, cfg.table("runs"), cfg.storage.root, "nightly", run_id) as r:
         model = pipeline.ensure_model(spark, cfg, r, force_train=train)
         pipeline.score_reviews(spark, cfg, r, model)
-    except BaseException as e:
-        r.fail(e)
-        raise
-    r.succeed()
-    return r
+        return r
 
 
-def _summary(spark, cfg: config.Config, r: Run, seconds: float) -> str:
+def _summary(spark, cfg: config.Config, r: runs.Run, seconds: float) -> str:
     model = training.current_model(spark, cfg)
     lines = [
         f"nightly run {r.run_id} succeeded in {seconds:.0f}s",
         f"  rows read {r.counts.get('rows_in')}, scored {r.counts.get('rows_scored')}, "
         f"rejected {r.counts.get('rows_rejected')}, written {r.counts.get('rows_written')}",
-        f"  model {r.model_version}" + (f" (trained this run)" if r.details.get("trained") else " (existing)"),
+        f"  model {r.model_version}" + (" (trained this run)" if r.details.get("trained") else " (existing)"),
     ]
     if model:
         for row in training.summarize_metrics(json.loads(model["metrics"])):
@@ -53,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     spark = session.build("ecomine-nightly", cfg.spark)
     try:
-        r = run(spark, cfg, train=args.train)
+        r = run(spark, cfg, train=args.train, run_id=args.run_id)
         print(_summary(spark, cfg, r, time.time() - t0))
     finally:
         spark.stop()

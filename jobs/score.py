@@ -4,23 +4,17 @@ from __future__ import annotations
 
 import sys
 
-from ecomine import cli, config, pipeline, session, training
+from ecomine import cli, config, pipeline, runs, session, training
 from ecomine.errors import ModelArtifactError
-from ecomine.runs import Run
 
 
-def run(spark, cfg: config.Config) -> dict:
-    r = Run(spark, cfg.table("runs"), job="score").start()
-    try:
+def run(spark, cfg: config.Config, run_id: str | None = None) -> runs.Run:
+    with runs.recorded(spark, cfg.table("runs"), cfg.storage.root, "score", run_id) as r:
         model = training.current_model(spark, cfg)
         if model is None:
             raise ModelArtifactError(f"no current model in {cfg.table('models')}; run jobs/train.py first")
-        counts = pipeline.score_reviews(spark, cfg, r, model)
-    except BaseException as e:
-        r.fail(e)
-        raise
-    r.succeed()
-    return counts
+        pipeline.score_reviews(spark, cfg, r, model)
+        return r
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,10 +23,10 @@ def main(argv: list[str] | None = None) -> int:
     cfg = config.load(args.conf_dir, args.env, args.overrides)
     spark = session.build("ecomine-score", cfg.spark)
     try:
-        counts = run(spark, cfg)
+        r = run(spark, cfg, args.run_id)
     finally:
         spark.stop()
-    print(f"scored: {counts}")
+    print(f"run {r.run_id}: {r.counts}")
     return 0
 
 

@@ -1,24 +1,19 @@
-"""Fine-tune the configured encoder(s) on labelled reviews from Delta and publish a model version."""
+"""Fine-tune the configured encoder(s) on labelled reviews from Delta and publish a model version
+(it becomes current only if its held-out metrics pass the promotion rule)."""
 
 from __future__ import annotations
 
 import sys
 
-from ecomine import cli, config, session, training
-from ecomine.runs import Run
+from ecomine import cli, config, runs, session, training
 
 
-def run(spark, cfg: config.Config) -> dict:
-    r = Run(spark, cfg.table("runs"), job="train").start()
-    try:
+def run(spark, cfg: config.Config, run_id: str | None = None) -> dict:
+    with runs.recorded(spark, cfg.table("runs"), cfg.storage.root, "train", run_id) as r:
         manifest = training.train(spark, cfg, r.run_id)
         r.model_version = manifest["model_version"]
-        r.details["metrics"] = manifest["metrics"]
-    except BaseException as e:
-        r.fail(e)
-        raise
-    r.succeed()
-    return manifest
+        r.details.update(metrics=manifest["metrics"], promotion=manifest.get("promotion"))
+        return manifest
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,10 +22,10 @@ def main(argv: list[str] | None = None) -> int:
     cfg = config.load(args.conf_dir, args.env, args.overrides)
     spark = session.build("ecomine-train", cfg.spark)
     try:
-        manifest = run(spark, cfg)
+        manifest = run(spark, cfg, args.run_id)
     finally:
         spark.stop()
-    print(f"model {manifest['model_version']} at {manifest['artifact_path']}")
+    print(f"model {manifest['model_version']} at {manifest['artifact_path']}: {manifest.get('promotion')}")
     for row in training.summarize_metrics(manifest["metrics"]):
         print(row)
     return 0
