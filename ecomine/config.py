@@ -238,6 +238,7 @@ class ScoringConfig:
     min_text_chars: int = 2
     max_text_chars: int = 20000
     rescore: str = "all_on_model_change"
+    incremental: bool = True
 
     def __post_init__(self) -> None:
         if self.rescore not in ("all_on_model_change", "new_and_changed_only"):

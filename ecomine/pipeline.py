@@ -174,7 +174,7 @@ def _incremental_selection(
     nothing) or ('full', the whole table; already-scored identical rows are skipped later)."""
     prev = runs.last_success(spark, cfg.table("runs"), ("nightly", "score"))
     prev_v = prev["source_versions"].get("reviews") if prev else None
-    if not have_scores or prev is None or prev_v is None or src_version is None:
+    if not cfg.scoring.incremental or not have_scores or prev is None or prev_v is None or src_version is None:
         return "full", reviews
     if prev["model_version"] != version and cfg.scoring.rescore == "all_on_model_change":
         log.info("model changed (%s -> %s): rescoring every review", prev["model_version"], version)
