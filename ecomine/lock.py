@@ -15,9 +15,9 @@ import json
 import logging
 import os
 import socket
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from ecomine.errors import ConcurrentRunError
 

@@ -10,10 +10,11 @@ import json
 import logging
 import traceback
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Iterator
+from typing import Any
 
 from pyspark.sql import SparkSession
 
@@ -64,7 +65,7 @@ class Run:
     def _write(self, status: str, ended: datetime | None = None, error: str | None = None) -> None:
         delta_io.upsert_rows(self.spark, self.path, [self._row(status, ended, error)], RUNS_DDL, ["run_id"])
 
-    def start(self) -> "Run":
+    def start(self) -> Run:
         self._write("running")
         log.info("run %s (%s) started", self.run_id, self.job)
         return self

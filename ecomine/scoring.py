@@ -10,7 +10,7 @@ This is where a review's scores are computed:
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import pandas as pd
 from pyspark.sql import DataFrame, Window

@@ -9,7 +9,7 @@ TRAIN, VALIDATION, TEST = "train", "validation", "test"
 
 def bucket(key: str, salt: str) -> float:
     """A stable number in [0, 1) for a key: first 8 bytes of sha256(salt + '|' + key)."""
-    digest = hashlib.sha256(f"{salt}|{key}".encode("utf-8")).digest()
+    digest = hashlib.sha256(f"{salt}|{key}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
