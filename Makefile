@@ -34,7 +34,11 @@ run: $(STAMP)  ## the nightly job on local Spark, Delta tables under ./lakehouse
 	./spark-submit.sh jobs/load_demo_data.py --env $(ENV) $(ARGS)
 	./spark-submit.sh jobs/nightly.py --env $(ENV) $(ARGS)
 
-test: $(STAMP)  ## the test suite (unit, Spark + Delta, end to end)
+/usr/bin/chromium:
+	# the run-report test renders the page in Debian's headless Chromium (no browser download)
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
+test: $(STAMP) /usr/bin/chromium  ## the test suite (unit, Spark + Delta, end to end, report in headless Chromium)
 	$(PY) -m pytest -q tests
 
 lint: $(STAMP)  ## ruff lint + format check

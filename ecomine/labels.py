@@ -1,14 +1,25 @@
-"""Label mapping shared by training (pandas) and scoring (Spark): one mapping, two twins."""
+"""Task inputs and targets shared by training (pandas) and scoring (Spark): one mapping, two twins.
+
+* ``class_index`` / ``class_indices``: source label -> class index (-1 = no label) for
+  binary, multiclass and ordinal tasks.
+* ``regression_values``: source value -> float (NaN = no label) for regression tasks.
+* ``task_targets``: whichever of the two a task needs.
+* ``ordinal_values``: the number each ordinal class stands for (expected values, MAE).
+* ``compose_text``: the model input of a task that reads several text columns.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from ecomine.config import TaskConfig
 
 RATING_MIN, RATING_MAX = 1, 5
+MISSING_CLASS = -1
+INPUT_SEPARATOR = " | "
 
 
 def normalize_value(value: object) -> str | None:
@@ -27,16 +38,89 @@ def normalize_value(value: object) -> str | None:
 
 
 def class_index(task: TaskConfig, value: object) -> int:
-    """Index into ``task.classes`` for a source value, or -1 when the row has no label for the task."""
+    """Index into ``task.classes`` for a source value, or -1 when the row has no label for the task.
+
+    With an empty ``label_map`` a value maps to the class whose normalized name equals the
+    normalized value (so classes ``["1", ..., "5"]`` read ratings 1-5 directly)."""
     key = normalize_value(value)
     if key is None:
-        return -1
-    mapped = task.label_map.get(key)
-    return task.classes.index(mapped) if mapped is not None else -1
+        return MISSING_CLASS
+    if task.label_map:
+        mapped = task.label_map.get(key)
+        return task.classes.index(mapped) if mapped is not None else MISSING_CLASS
+    names = [normalize_value(c) for c in task.classes]
+    return names.index(key) if key in names else MISSING_CLASS
 
 
 def class_indices(task: TaskConfig, values) -> np.ndarray:
     return np.fromiter((class_index(task, v) for v in values), dtype=np.int64, count=len(values))
+
+
+def regression_values(values) -> np.ndarray:
+    """Source values as float64; null, NaN, infinite and non-numbers become NaN (= no label).
+    The log transform of ``log: true`` tasks is the trainer's job, not done here."""
+    out = np.full(len(values), np.nan)
+    for i, v in enumerate(values):
+        if v is None:
+            continue
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(f):
+            out[i] = f
+    return out
+
+
+def task_targets(task: TaskConfig, values) -> np.ndarray:
+    """Training targets of one task: class indices (int64, -1 = missing) for binary,
+    multiclass and ordinal tasks, floats (NaN = missing) for regression."""
+    return regression_values(values) if task.kind == "regression" else class_indices(task, values)
+
+
+def ordinal_values(classes: Sequence[str]) -> np.ndarray:
+    """The value of each ordinal class: ``float(name)`` when every name is a number,
+    else the 0-based rank (0, 1, ..., K-1)."""
+    try:
+        return np.array([float(c) for c in classes], dtype=float)
+    except (TypeError, ValueError):
+        return np.arange(len(classes), dtype=float)
+
+
+def compose_text(
+    columns: Mapping[str, Sequence[object]], inputs: Sequence[str], separator: str = INPUT_SEPARATOR
+) -> list[str]:
+    """One model input per row from several text columns: the non-empty values in
+    ``inputs`` order, stripped, joined by ``separator`` (null/NaN/blank values are
+    skipped). Put short fields (name, brand) first: truncation cuts the end."""
+    missing = [c for c in inputs if c not in columns]
+    if missing:
+        raise KeyError(f"compose_text: no column(s) {missing}; have {sorted(columns)}")
+    if not inputs:
+        raise ValueError("compose_text needs at least one input column")
+    cols = [list(columns[c]) for c in inputs]
+    out = []
+    for i in range(len(cols[0])):
+        parts = []
+        for col in cols:
+            v = col[i]
+            if _is_null(v):
+                continue
+            s = " ".join(str(v).split())
+            if s:
+                parts.append(s)
+        out.append(separator.join(parts))
+    return out
+
+
+def _is_null(v: object) -> bool:
+    """None, NaN, NaT or pandas NA (whose comparisons are not booleans)."""
+    if v is None:
+        return True
+    try:
+        return bool(v != v)
+    except TypeError:
+        return True
 
 
 def parse_rating(value: object) -> tuple[int | None, str | None]:

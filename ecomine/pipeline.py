@@ -114,7 +114,7 @@ def score_reviews(spark: SparkSession, cfg: Config, run: Run, model: dict[str, A
     now = datetime.now(timezone.utc)
     scored = (
         todo.transform(scoring.with_scores, artifact_path=model["artifact_path"], tasks=tasks, batch_size=sc.batch_size,
-                       device_pref=sc.device, num_threads=sc.num_threads)
+                       device_pref=sc.device, num_threads=sc.num_threads, precision=sc.precision)
         .transform(scoring.with_positive_probability, tasks=tasks)
         .select(
             "review_id", "product_id", "language", "text_sha256", "rating", "rating_issue",
@@ -205,3 +205,68 @@ def _incremental_selection(
 
 def reject_reasons(spark: SparkSession, cfg: Config) -> DataFrame:
     return delta_io.read(spark, cfg.table("review_scores_rejects")).groupBy("reason").count().orderBy("reason")
+
+
+# --------------------------------------------------------------------------- derived tables
+
+
+def fraud_input(spark: SparkSession, cfg: Config) -> DataFrame:
+    """Every scored review with what the fraud signals need (whole table: duplicates and
+    reviewer/product behaviour are relations between reviews, not properties of one)."""
+    scores = delta_io.read(spark, cfg.table("review_scores")).select("review_id", "language", "rating", "p_positive")
+    reviews = tables.read_reviews(spark, cfg).select("review_id", "product_id", "reviewer_id", "text", "created_at")
+    return scores.join(reviews.dropDuplicates(["review_id"]), on="review_id", how="inner")
+
+
+def derive_tables(spark: SparkSession, cfg: Config, run: Run, model: dict[str, Any]) -> dict[str, int]:
+    """Fraud scores, risk aggregates, insight tables and explanations from the score tables.
+
+    Skipped when this run read no changed source rows and scored nothing (inputs unchanged:
+    a rerun commits nothing)."""
+    from ecomine import explain, fraud, insights
+
+    if run.details.get("selection") == "unchanged" and not run.counts.get("rows_scored"):
+        log.info("derived tables: inputs unchanged, nothing to recompute")
+        return {}
+    t0 = time.time()
+    now = datetime.now(timezone.utc)
+    meta = {"run_id": run.run_id, "model_version": run.model_version, "job": run.job}
+    stamps = {"run_id": run.run_id, "computed_at": now}
+    out: dict[str, int] = {}
+
+    scored = fraud.with_fraud_signals(fraud_input(spark, cfg), cfg.fraud).persist(StorageLevel.MEMORY_AND_DISK)
+    fraud_cols = [c for c in scored.columns if c.startswith("sig_") or c.startswith("fraud_")]
+    review_fraud = delta_io.with_literal_stamps(scored.select("review_id", *fraud_cols), **stamps)
+    m = delta_io.merge_into(spark, cfg.table("review_fraud"), review_fraud, ["review_id"], compare=fraud_cols, metadata=meta)
+    out["review_fraud_written"] = m["inserted"] + m["updated"]
+    threshold = cfg.insights.fraud_threshold
+    for name, df, key in (
+        ("reviewer_risk", fraud.reviewer_risk(scored, threshold=threshold), "reviewer_id"),
+        ("product_risk", fraud.product_risk(scored, threshold=threshold), "product_id"),
+    ):
+        delta_io.overwrite_small(spark, cfg.table(name), delta_io.with_literal_stamps(df, **stamps), meta)
+    scored.unpersist()
+    log.info("fraud scores written (%d rows changed) in %.0fs", out["review_fraud_written"], time.time() - t0)
+
+    scores = delta_io.read(spark, cfg.table("review_scores"))
+    reviews = tables.read_reviews(spark, cfg)
+    catalog = tables.read_catalog(spark, cfg)
+    fr = delta_io.read(spark, cfg.table("review_fraud"))
+    for name, df in (
+        ("product_insights", insights.product_insights(scores, reviews, fr, catalog, now, cfg, insights_run_id=run.run_id)),
+        ("category_insights", insights.category_insights(scores, reviews, fr, catalog, now, cfg, insights_run_id=run.run_id)),
+        ("reviewer_profiles", insights.reviewer_profiles(scores, reviews, fr, now, cfg, insights_run_id=run.run_id)),
+    ):
+        delta_io.overwrite_small(spark, cfg.table(name), df, meta)  # full recompute: trends move with the date
+    log.info("insight tables written in %.0fs", time.time() - t0)
+
+    if cfg.explain.sample_size:
+        t1 = time.time()
+        ex = explain.explain_run(spark, cfg, run.run_id, model["artifact_path"], scores, reviews, fr, explained_at=now)
+        m = delta_io.merge_into(spark, cfg.table("review_explanations"), ex, list(explain.KEYS),
+                                compare=[c for c in ex.columns if c not in explain.STAMP_COLUMNS], metadata=meta)
+        out["explanations_written"] = m["inserted"] + m["updated"]
+        log.info("explanations: %d rows in %.0fs", out["explanations_written"], time.time() - t1)
+    run.details["derived_seconds"] = round(time.time() - t0, 1)
+    run.details.update(out)
+    return out

@@ -101,6 +101,7 @@ def with_scores(
     batch_size: int,
     device_pref: str = "auto",
     num_threads: int = 0,
+    precision: str = "fp32",
 ) -> DataFrame:
     """Adds one column per task output (``<task>_label``, ``<task>_prob``) plus ``n_tokens``,
     ``truncated``, from one forward pass per review through the artifact's model."""
@@ -114,7 +115,7 @@ def with_scores(
 
         device = choose_device(device_pref, spark_task_gpus())
         threads = num_threads or spark_task_cpus()
-        predictor = get_predictor(artifact_path, device=device, num_threads=threads)  # once per worker
+        predictor = get_predictor(artifact_path, device=device, num_threads=threads, precision=precision)  # once per worker
         for texts, langs in batches:
             yield predictor.predict(texts.tolist(), langs.tolist(), batch_size=batch_size)
 

@@ -7,14 +7,18 @@ import json
 import sys
 import time
 
-from ecomine import cli, config, pipeline, runs, session, training
+from ecomine import cli, config, pipeline, report, runs, session, training
 
 
 def run(spark, cfg: config.Config, train: bool = False, run_id: str | None = None) -> runs.Run:
     with runs.recorded(spark, cfg.table("runs"), cfg.storage.root, "nightly", run_id) as r:
         model = pipeline.ensure_model(spark, cfg, r, force_train=train)
         pipeline.score_reviews(spark, cfg, r, model)
-        return r
+        pipeline.derive_tables(spark, cfg, r, model)
+    if r.details.get("selection") != "unchanged" or r.counts.get("rows_scored"):
+        # After the ledger row is final, so the page shows the run's real status and times.
+        r.details["report"] = report.write_report(report.render_run_report(spark, cfg, r.run_id), report.reports_dir(cfg), r.run_id)
+    return r
 
 
 def _summary(spark, cfg: config.Config, r: runs.Run, seconds: float) -> str:
@@ -30,6 +34,8 @@ def _summary(spark, cfg: config.Config, r: runs.Run, seconds: float) -> str:
             lines.append(
                 f"    {row['language']} {row['task']:<10} {row['method']:<14} accuracy {row['accuracy']:.3f}  macro-F1 {row['macro_f1']:.3f}  (n={row['n']})"
             )
+    if r.details.get("report"):
+        lines.append(f"  run report: {r.details['report']}")
     lines += [
         f"  tables under {cfg.storage.table_path('')}: reviews, catalog, review_scores, review_scores_rejects, runs, models",
         "  look at them: .venv/bin/pyspark ... or",

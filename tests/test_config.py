@@ -63,6 +63,13 @@ def test_table_paths_absolute_and_uri_kept():
     assert cfg.table("catalog") == "/mnt/shop/catalog"
 
 
+def test_spark_keys_with_dots_can_be_overridden():
+    cfg = config.load(ROOT / "conf", "test", ["spark.conf.spark.master=local[1]", "spark.conf.spark.sql.shuffle.partitions=3"])
+    assert cfg.spark.conf["spark.master"] == "local[1]"
+    assert cfg.spark.conf["spark.sql.shuffle.partitions"] == "3"
+    assert cfg.spark.conf["spark.ui.enabled"] == "false"  # the rest of the layer stays
+
+
 def test_deep_merge_is_pure():
     a = {"x": {"y": 1, "z": 2}}
     b = {"x": {"y": 3}}
@@ -73,3 +80,16 @@ def test_deep_merge_is_pure():
 def test_missing_env_file():
     with pytest.raises(ConfigError, match="nope.yaml"):
         config.load(ROOT / "conf", "nope")
+
+
+def test_base_yaml_documents_the_code_defaults():
+    """conf/base.yaml lists every key with its default: it must agree with the dataclasses."""
+    from ecomine.config import ExplainConfig, InsightsConfig
+    from ecomine.fraud_rules import FraudConfig
+
+    cfg = config.load(ROOT / "conf", None)
+    assert cfg.fraud == FraudConfig()
+    assert cfg.insights == InsightsConfig()
+    assert cfg.explain == ExplainConfig(n_steps=32)  # base.yaml lowers n_steps for CPU drivers
+    assert cfg.scoring == config.ScoringConfig()
+    assert cfg.model.train == config.TrainConfig()

