@@ -7,8 +7,9 @@ and adds:
 * ``sig_*`` columns, one per raw signal, each null when the data it needs is missing
   (no reviewer id -> reviewer signals null; no timestamp -> burst signals null; no
   rating or no p_positive -> disagreement null). Everything is native Spark (regexp,
-  aggregates joined back on their keys); the only ML piece is ``MinHashLSH`` from
-  ``pyspark.ml.feature`` for near-duplicate texts.
+  aggregates joined back on their keys, window functions; no Python UDF); the ML pieces
+  are ``HashingTF`` + ``MinHashLSH`` from ``pyspark.ml.feature`` for near-duplicate
+  texts and, when supervised, ``LogisticRegression``.
 * ``fraud_score`` in [0, 1]: each signal mapped to a risk by the fixed transforms in
   :mod:`ecomine.fraud_rules` and combined by noisy-OR over the known risks (missing
   signals are ignored, so every review gets a score). With ``cfg.supervised`` and a
@@ -20,8 +21,10 @@ and adds:
 Not fully lazy: the duplicate clusters are connected components found by iterative
 min-label propagation, which runs one small Spark job per round (at most
 ``cfg.max_component_iterations``) and keeps each round's labels with
-``localCheckpoint``. Nothing is collected to the driver except counts and, when
+``localCheckpoint`` (as it does the narrow per-review key frame, the shingled texts,
+the MinHash bucket keys and the pairs). Nothing is collected to the driver except counts and, when
 supervised, the fitted coefficients. Nothing is written; callers persist the result.
+Signals, transforms, weights and the evaluation on simulated data: ``docs/fraud.md``.
 """
 
 from __future__ import annotations
@@ -800,7 +803,7 @@ def _risk_aggregate(df: DataFrame, key: str, threshold: float, k: int, extra: li
     return out.withColumn("top_reasons", F.coalesce(F.col("top_reasons"), F.array().cast("array<string>")))
 
 
-def reviewer_risk(df_with_fraud: DataFrame, threshold: float = 0.5, top_k: int = 3) -> DataFrame:
+def reviewer_risk(df_with_fraud: DataFrame, threshold: float = FraudConfig.flag_threshold, top_k: int = 3) -> DataFrame:
     """One row per known reviewer_id: reviews, mean/max fraud_score, reviews and share
     at or above ``threshold`` (flagged), the reviewer signals, and the ``top_k`` most
     frequent reason codes as 'code (n)'. Rows without reviewer_id are left out."""
@@ -816,7 +819,7 @@ def reviewer_risk(df_with_fraud: DataFrame, threshold: float = 0.5, top_k: int =
     return _risk_aggregate(df_with_fraud, "reviewer_id", threshold, top_k, extra)
 
 
-def product_risk(df_with_fraud: DataFrame, threshold: float = 0.5, top_k: int = 3) -> DataFrame:
+def product_risk(df_with_fraud: DataFrame, threshold: float = FraudConfig.flag_threshold, top_k: int = 3) -> DataFrame:
     """One row per known product_id: reviews, distinct reviewers, mean rating over all
     reviews and over reviews below ``threshold`` (what the rating would be without the
     flagged ones), mean/max fraud_score, flagged reviews and share, the busiest day and

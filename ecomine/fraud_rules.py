@@ -200,8 +200,9 @@ def caps_share(text: str | None, min_letters: int) -> float | None:
 
 @dataclass(frozen=True)
 class FraudConfig:
-    """Every threshold and weight of the fraud signals. Field types are those the
-    project's config loader understands (int, float, str, bool, tuple, dict)."""
+    """Every threshold and weight of the fraud signals (each explained in docs/fraud.md).
+    Field types are those the project's config loader understands (int, float, str,
+    bool, tuple, dict, optional)."""
 
     # rating vs text: gap = |(rating - 1) / 4 - p_positive|; risk ramps from lo to hi
     disagreement_lo: float = 0.5

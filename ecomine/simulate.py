@@ -61,7 +61,7 @@ _PROXY_SD = 1.0
 
 @dataclass(frozen=True)
 class MarketSpec:
-    """Size and mix of a simulated marketplace; shares of campaigns are of genuine rows."""
+    """Size and mix of a simulated marketplace; campaign shares are fractions of the real texts used."""
 
     seed: int = 7
     english: int | None = None  # Amazon texts to use (None = all 5,000)

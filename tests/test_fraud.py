@@ -323,7 +323,7 @@ def test_null_reviewer_gets_null_reviewer_signals_but_a_score(scored):
         if col.startswith("sig_reviewer_"):
             assert g2[col] is None, col
     assert g2["fraud_score"] is not None
-    # 1 star, p=0.95: gap 0.95 -> risk 1 * low-rating factor 0.4 -> contribution 0.9 * 0.4 = 0.36
+    # 1 star, p=0.95: gap 0.95 -> risk 1 * low-rating factor 0.4 -> contribution 0.8 * 0.4 = 0.32
     assert g2["fraud_reasons"][0] == "1 star but text reads positive (p=0.95)"
 
 
@@ -337,8 +337,8 @@ def test_product_burst(scored):
     assert k0["sig_product_burst_z"] == pytest.approx(9.0)
     # window mean 5.0 vs other days' 3.0
     assert k0["sig_product_window_rating_shift"] == pytest.approx(2.0)
-    # only risk: burst ramp((9 - 3) / (10 - 3)) = 6/7 at full direction factor, weight 0.9
-    assert k0["fraud_score"] == pytest.approx(0.9 * 6 / 7)
+    # only risk: burst ramp((9 - 3) / (10 - 3)) = 6/7 at full direction factor, weight 0.98
+    assert k0["fraud_score"] == pytest.approx(0.98 * 6 / 7)
     assert k0["fraud_reasons"] == ["product got 10 reviews that day, 10 in 7 days (usual 1/day)"]
     assert k0["fraud_reason_codes"] == ["product_burst"]
     h0 = one(scored, "h0")
@@ -353,8 +353,14 @@ def test_product_burst(scored):
 def test_disagreement(scored):
     g1 = one(scored, "g1")
     assert g1["sig_rating_text_gap"] == pytest.approx(0.98)
-    assert g1["fraud_reasons"][0] == "5 stars but text reads negative (p=0.02)"
-    assert g1["fraud_score"] >= 0.9  # disagreement alone contributes 0.9
+    # risks: disagreement 1 (weight 0.8); reviewer consensus |5 - 1| = 4 over 1 review ->
+    # 1 * 1/4 (weight 0.6 -> 0.15); rating deviation 4 with 1 other rating -> 1 * 1/5
+    # (weight 0.25 -> 0.05, below the 0.1 needed for a reason)
+    assert g1["fraud_score"] == pytest.approx(1 - (1 - 0.8) * (1 - 0.15) * (1 - 0.05))
+    assert g1["fraud_reasons"] == [
+        "5 stars but text reads negative (p=0.02)",
+        "reviewer is 4.0 stars off product consensus on average",
+    ]
     assert one(scored, "d1")["sig_rating_text_gap"] == pytest.approx(0.03)
 
 
@@ -473,7 +479,7 @@ def test_supervised_score(spark):
     assert all(0.0 <= r["fraud_score"] <= 1.0 for r in got.values())
     # labels follow the 5-star/negative-text pattern, so an unlabelled review with it ranks higher
     assert got["u1"]["fraud_score"] > got["u2"]["fraud_score"]
-    assert got["u1"]["fraud_score_rules"] > 0.8
+    assert got["u1"]["fraud_score_rules"] == pytest.approx(0.8)  # disagreement alone, weight 0.8
 
 
 def test_supervised_needs_both_classes(spark):
@@ -482,3 +488,57 @@ def test_supervised_needs_both_classes(spark):
         with_fraud_signals(_labelled(spark, 0), cfg)
     with pytest.raises(SchemaError, match="label_column 'missing'"):
         with_fraud_signals(_labelled(spark, 6), FraudConfig(label_column="missing", supervised=True))
+
+
+# --------------------------------------------------------------------------- Python / Spark twins
+
+TWIN_TEXTS = [
+    "Order at www.cheap-snacks.biz now!!",
+    'Bad. <a href="http://www.amazon.com/gp/product/B000FIXYCS">Hormel</a>',
+    "call me at (415) 555-0134",
+    "订单号：1442083355 还没到",
+    "加微信 abc_12345 领红包",
+    "联系电话13812345678",
+    "mail deals4u@mail.example.com",
+    "质量很好，好评！！！！",
+    "Great product, highly recommend!!",
+    "soooo good",
+    "SHOUTING ABOUT THIS TEA",
+    "paid 10000 dollars",
+    "",
+]
+
+
+def test_regex_twins_agree(spark):
+    """The pure-Python twins in fraud_rules and the Spark expressions read the same regexes alike."""
+    from ecomine import fraud as FR
+    from ecomine import fraud_rules as R
+
+    rows = [(f"w{i}", None, None, None, t, "en", None, None) for i, t in enumerate(TWIN_TEXTS)]
+    cfg = FraudConfig()
+    got = {
+        r["review_id"]: r
+        for r in FR._prepare(spark.createDataFrame(rows, SCHEMA), cfg)
+        .select(
+            "review_id",
+            "sig_url",
+            "sig_contact",
+            "sig_generic_praise",
+            "sig_exclamations",
+            "sig_repeated_chars",
+            "sig_caps_share",
+            "_fr_norm_raw",
+            "_fr_wlen",
+        )
+        .collect()
+    }
+    for i, t in enumerate(TWIN_TEXTS):
+        r = got[f"w{i}"]
+        assert r["sig_url"] == R.has_url(t, cfg.internal_link_domains), t
+        assert r["sig_contact"] == R.has_contact(t), t
+        assert r["sig_generic_praise"] == R.is_generic_praise(t, cfg.generic_max_chars), t
+        assert r["sig_exclamations"] == R.exclamation_count(t), t
+        assert r["sig_repeated_chars"] == R.has_repeated_chars(t), t
+        assert r["sig_caps_share"] == R.caps_share(t, cfg.caps_min_letters), t
+        assert r["_fr_norm_raw"] == R.normalize_text(t), t
+        assert r["_fr_wlen"] == R.weighted_length(R.normalize_text(t)), t
