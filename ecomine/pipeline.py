@@ -257,7 +257,10 @@ def derive_tables(spark: SparkSession, cfg: Config, run: Run, model: dict[str, A
         ("category_insights", insights.category_insights(scores, reviews, fr, catalog, now, cfg, insights_run_id=run.run_id)),
         ("reviewer_profiles", insights.reviewer_profiles(scores, reviews, fr, now, cfg, insights_run_id=run.run_id)),
     ):
-        delta_io.overwrite_small(spark, cfg.table(name), df, meta)  # full recompute: trends move with the date
+        # Recomputed from all scores; MERGE touches only rows whose values changed.
+        m = delta_io.merge_into(spark, cfg.table(name), df, list(insights.KEYS[name]),
+                                compare=[c for c in df.columns if c not in insights.STAMP_COLUMNS], metadata=meta)
+        out[f"{name}_written"] = m["inserted"] + m["updated"]
     log.info("insight tables written in %.0fs", time.time() - t0)
 
     if cfg.explain.sample_size:
