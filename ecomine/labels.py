@@ -134,3 +134,13 @@ def parse_rating(value: object) -> tuple[int | None, str | None]:
     if not f.is_integer() or not RATING_MIN <= f <= RATING_MAX:
         return None, "rating_out_of_range"
     return int(f), None
+
+
+def input_texts(columns: Mapping[str, Sequence[object]], inputs: Sequence[str]) -> list[str]:
+    """The model input of each row of a multi-column task: ``compose_text`` then the review
+    text cleanup (``text.clean_text``). Training (pandas) and scoring (the Spark UDF in
+    ``scoring.with_catalog_text``) both call this, so a row reads the same in both."""
+    from ecomine.text import clean_text
+
+    return [clean_text(t) or "" for t in compose_text(columns, inputs)]
+

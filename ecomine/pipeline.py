@@ -166,6 +166,92 @@ def score_reviews(spark: SparkSession, cfg: Config, run: Run, model: dict[str, A
     return counts
 
 
+def score_catalog(spark: SparkSession, cfg: Config, run: Run, model: dict[str, Any]) -> dict[str, int]:
+    """Score catalog products with the model's catalog heads (``model.catalog_tasks``) and MERGE
+    them into ``catalog_scores`` (one row per product_id). Products whose input text and model
+    version are unchanged since their last score are skipped, so a rerun commits nothing; a
+    product that cannot be scored gets its row with a ``reject_reason`` and null outputs.
+    Rows with a null product_id cannot be keyed: they are counted in the run's details
+    (``catalog.null_keys``) and logged, not written."""
+    from ecomine.model.predict import CATALOG
+
+    t0 = time.time()
+    manifest = artifact.read_manifest(model["artifact_path"], verify=False)  # verified by score_reviews this run
+    section = manifest.get(CATALOG)
+    if not section:
+        log.info("model %s has no catalog tasks: catalog_scores not written", manifest["model_version"])
+        return {}
+    catalog_path = cfg.table("catalog")
+    if not delta_io.table_exists(spark, catalog_path):
+        log.warning("no catalog table at %s: catalog_scores not written", catalog_path)
+        return {}
+    version, tasks, sc = manifest["model_version"], section["tasks"], cfg.scoring
+    src_version = delta_io.table_version(spark, catalog_path)
+    run.source_versions["catalog"] = src_version
+    prepared = (
+        tables.read_catalog(spark, cfg, version=src_version)
+        .select("product_id", *section["inputs"])
+        .transform(scoring.with_catalog_text, inputs=section["inputs"], min_chars=sc.min_text_chars, max_chars=sc.max_text_chars)
+        .select("product_id", "clean_text", "text_cut", "text_sha256", "reject_reason")
+        .persist(StorageLevel.MEMORY_AND_DISK)
+    )
+    rows_in = prepared.count()
+    null_keys = prepared.filter(F.col("product_id").isNull()).count()
+    if null_keys:
+        log.warning("table catalog (%s) v%s: %d rows have a null product_id; they cannot be keyed in catalog_scores "
+                    "and are not scored", catalog_path, src_version, null_keys)
+    keyed = prepared.filter(F.col("product_id").isNotNull()).dropDuplicates(["product_id", "text_sha256"])
+    scores_path = cfg.table("catalog_scores")
+    existing = delta_io.read(spark, scores_path) if delta_io.table_exists(spark, scores_path) else None
+    scorable = keyed.filter(F.col("reject_reason").isNull())
+    rejects = (  # one row per product; min() keeps a duplicate key's row the same from run to run
+        keyed.filter(F.col("reject_reason").isNotNull())
+        .groupBy("product_id")
+        .agg(F.min("text_sha256").alias("text_sha256"), F.min("reject_reason").alias("reject_reason"))
+    )
+    todo = scorable
+    if existing is not None:
+        done = existing.filter(F.col("reject_reason").isNull()).select("product_id", "text_sha256", "model_version")
+        if sc.rescore == "all_on_model_change":
+            done = done.filter(F.col("model_version") == F.lit(version))
+        todo = scorable.join(done.drop("model_version"), on=["product_id", "text_sha256"], how="left_anti")
+    todo = todo.withColumn("language", F.lit("*")).repartition(max(spark.sparkContext.defaultParallelism, 1), "product_id")
+
+    outputs = [(c, t) for c, t in output_columns(tasks) if c != "truncated"]
+    now = datetime.now(timezone.utc)
+    stamps = [F.lit(version).alias("model_version"), F.lit(run.run_id).alias("run_id"), F.lit(now).cast("timestamp").alias("scored_at")]
+    scored = todo.transform(
+        scoring.with_scores, artifact_path=model["artifact_path"], tasks=tasks, batch_size=sc.batch_size,
+        device_pref=sc.device, num_threads=sc.num_threads, precision=sc.precision, scope=CATALOG,
+    ).select(
+        "product_id", "text_sha256", *[c for c, _ in outputs], (F.col("truncated") | F.col("text_cut")).alias("truncated"),
+        F.col("reject_reason"), *stamps,
+    )
+    rejected = rejects.select(
+        "product_id", "text_sha256", *[F.lit(None).cast(t).alias(c) for c, t in outputs], F.lit(None).cast("boolean").alias("truncated"),
+        "reject_reason", *stamps,
+    )
+    rows = scored.unionByName(rejected).persist(StorageLevel.MEMORY_AND_DISK)
+    t_score = time.time()
+    n_rows = rows.count()  # scoring happens here, once
+    score_seconds = time.time() - t_score
+    n_rejected = rejects.count()
+    n_scored = n_rows - n_rejected
+    log.info("catalog: %d products scored in %.1fs (%.1f rows/s), %d rejected, %d unchanged", n_scored, score_seconds,
+             n_scored / max(score_seconds, 1e-9), n_rejected, scorable.count() - n_scored)
+    meta = {"run_id": run.run_id, "model_version": version, "job": run.job}
+    m = delta_io.merge_into(spark, scores_path, rows, ["product_id"],
+                            compare=[c for c in rows.columns if c not in ("run_id", "scored_at")], metadata=meta,
+                            txn=(f"ecomine:{scores_path}", runs.txn_version(run.run_id)))
+    counts = {"rows_in": rows_in, "scored": n_scored, "rejected": n_rejected, "null_keys": null_keys,
+              "written": m["inserted"] + m["updated"], "score_seconds": round(score_seconds, 2),
+              "rows_per_second": round(n_scored / max(score_seconds, 1e-9), 2), "wall_seconds": round(time.time() - t0, 1)}
+    run.details["catalog"] = counts
+    rows.unpersist()
+    prepared.unpersist()
+    return counts
+
+
 def _incremental_selection(
     spark: SparkSession, cfg: Config, run: Run, reviews: DataFrame, version: str, src_version: int | None, have_scores: bool
 ) -> tuple[str, DataFrame]:
@@ -240,9 +326,9 @@ def derive_tables(spark: SparkSession, cfg: Config, run: Run, model: dict[str, A
     m = delta_io.merge_into(spark, cfg.table("review_fraud"), review_fraud, ["review_id"], compare=fraud_cols, metadata=meta)
     out["review_fraud_written"] = m["inserted"] + m["updated"]
     threshold = cfg.insights.fraud_threshold
-    for name, df, key in (
-        ("reviewer_risk", fraud.reviewer_risk(scored, threshold=threshold), "reviewer_id"),
-        ("product_risk", fraud.product_risk(scored, threshold=threshold), "product_id"),
+    for name, df in (
+        ("reviewer_risk", fraud.reviewer_risk(scored, threshold=threshold)),
+        ("product_risk", fraud.product_risk(scored, threshold=threshold)),
     ):
         delta_io.overwrite_small(spark, cfg.table(name), delta_io.with_literal_stamps(df, **stamps), meta)
     scored.unpersist()

@@ -1,12 +1,23 @@
 """Model promotion rule (pure): a candidate replaces the current model only if, on the same
-held-out rows, no (language, task) macro-F1 is worse than the current model's by more than
-``margin``, and it covers every (language, task) the current model covers."""
+held-out rows, no (language, task) headline metric is worse than the current model's by
+more than ``margin``, and it covers every (language, task) the current model covers.
+Headline metric (higher is better for each): QWK for ordinal tasks, R^2 for regression,
+macro-F1 for binary and multiclass; the catalog model's tasks count under "catalog"."""
 
 from __future__ import annotations
 
 from typing import Any
 
 Metrics = dict[str, dict[str, dict[str, float]]]  # language -> task -> {"macro_f1": ...}
+HEADLINES = ("qwk", "r2", "macro_f1")  # the first of these a task's report has is its headline
+
+
+def headline_metric(report: dict[str, float]) -> str:
+    """The name of a task report's headline metric (see the module doc)."""
+    for name in HEADLINES:
+        if name in report:
+            return name
+    raise KeyError(f"no headline metric ({HEADLINES}) in {sorted(report)}")
 
 
 def decide(candidate: Metrics, current: Metrics | None, margin: float) -> dict[str, Any]:
@@ -20,10 +31,11 @@ def decide(candidate: Metrics, current: Metrics | None, margin: float) -> dict[s
             if new is None:
                 missing.append(f"{lang}/{task}")
                 continue
-            delta = float(new["macro_f1"]) - float(old["macro_f1"])
-            comparisons.append({"language": lang, "task": task, "current": old["macro_f1"], "candidate": new["macro_f1"], "delta": delta})
+            k = headline_metric(old)
+            delta = float(new[k]) - float(old[k])
+            comparisons.append({"language": lang, "task": task, "metric": k, "current": old[k], "candidate": new[k], "delta": delta})
             if delta < -margin:
-                worse.append(f"{lang}/{task} macro-F1 {new['macro_f1']:.4f} < current {old['macro_f1']:.4f} - {margin}")
+                worse.append(f"{lang}/{task} {k} {new[k]:.4f} < current {old[k]:.4f} - {margin}")
     if missing:
         return {"promote": False, "reason": f"candidate lacks {missing}", "comparisons": comparisons}
     if worse:

@@ -6,6 +6,11 @@ This is where a review's scores are computed:
             -> split_rejects        (unscorable rows -> rejects with a reason; nothing vanishes)
             -> select_changed       (incremental: only new/edited reviews or a new model version)
             -> with_scores          (iterator pandas UDF: model loaded once per worker, length-sorted batches)
+
+and a catalog product's (``model.catalog_tasks``, table ``catalog_scores``):
+
+    catalog -> with_catalog_text    (the task inputs joined: labels.compose_text; reject reason)
+            -> with_scores(scope="catalog")
 """
 
 from __future__ import annotations
@@ -61,6 +66,38 @@ def with_prepared_text(df: DataFrame, min_chars: int, languages: list[str], max_
     ).withColumn("text_sha256", F.sha2(F.coalesce(F.col("clean_text"), F.lit("")), 256))
 
 
+def with_catalog_text(df: DataFrame, inputs: list[str], min_chars: int, max_chars: int = 20000) -> DataFrame:
+    """Adds ``clean_text`` (the ``inputs`` columns joined by ``labels.compose_text``, cleaned
+    like review text, cut to ``max_chars``), ``text_cut``, ``text_sha256`` and
+    ``reject_reason`` (``null_key``, ``empty_text``/``too_short``, or
+    ``duplicate_product_id`` when one product_id has different texts)."""
+    cols = list(inputs)
+
+    @F.pandas_udf("clean_text string, text_cut boolean, reject_reason string")
+    def compose(*series: pd.Series) -> pd.DataFrame:
+        from ecomine.labels import input_texts
+
+        full = input_texts(dict(zip(cols, series)), cols)
+        return pd.DataFrame(
+            {
+                "clean_text": [c[:max_chars] for c in full],
+                "text_cut": [len(c) > max_chars for c in full],
+                "reject_reason": [textlib.reject_reason(c, False, min_chars) for c in full],
+            }
+        )
+
+    out = df.withColumn("_c", compose(*[F.col(c) for c in cols]))
+    out = out.select(*df.columns, *[F.col(f"_c.{c}").alias(c) for c in ("clean_text", "text_cut", "reject_reason")])
+    out = out.withColumn("text_sha256", F.sha2(F.col("clean_text"), 256))
+    w = Window.partitionBy("product_id")
+    return out.withColumn(
+        "reject_reason",
+        F.when(F.col("product_id").isNull(), F.lit("null_product_id"))
+        .when(F.size(F.collect_set("text_sha256").over(w)) > 1, F.lit("duplicate_product_id"))
+        .otherwise(F.col("reject_reason")),
+    )
+
+
 def with_duplicate_check(df: DataFrame) -> DataFrame:
     """A review_id that appears more than once with different texts is ambiguous: every copy
     is rejected (``duplicate_review_id``). Identical copies collapse to one row later."""
@@ -102,9 +139,11 @@ def with_scores(
     device_pref: str = "auto",
     num_threads: int = 0,
     precision: str = "fp32",
+    scope: str = "reviews",
 ) -> DataFrame:
-    """Adds one column per task output (``<task>_label``, ``<task>_prob``) plus ``n_tokens``,
-    ``truncated``, from one forward pass per review through the artifact's model."""
+    """Adds one column per task output (``<task>_label``, ``<task>_prob``, ...) plus
+    ``n_tokens``, ``truncated``, from one forward pass per row of ``clean_text`` through the
+    artifact's model for ``language`` (``scope="catalog"``: the catalog model, ``tasks`` its tasks)."""
     cols = output_columns(tasks)
     schema = ", ".join(f"{c} {t}" for c, t in cols)
 
@@ -115,7 +154,7 @@ def with_scores(
 
         device = choose_device(device_pref, spark_task_gpus())
         threads = num_threads or spark_task_cpus()
-        predictor = get_predictor(artifact_path, device=device, num_threads=threads, precision=precision)  # once per worker
+        predictor = get_predictor(artifact_path, device=device, num_threads=threads, precision=precision, scope=scope)  # once per worker
         for texts, langs in batches:
             yield predictor.predict(texts.tolist(), langs.tolist(), batch_size=batch_size)
 

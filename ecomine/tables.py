@@ -33,6 +33,7 @@ CATALOG_SCHEMA: dict[str, tuple[bool, tuple[type, ...], str]] = {
     "brand": (False, (T.StringType,), "string"),
     "price": (False, (T.DoubleType, T.FloatType, T.DecimalType, T.IntegerType, T.LongType), "double"),
     "description": (False, (T.StringType,), "string"),
+    "condition": (False, (T.StringType, T.IntegerType, T.LongType, T.ShortType, T.ByteType), "string"),
 }
 
 
@@ -69,8 +70,8 @@ def read_reviews(spark: SparkSession, cfg: Config, version: int | None = None) -
     return conform(delta_io.read(spark, path, version), f"reviews ({path})", cfg.columns.reviews, REVIEW_SCHEMA)
 
 
-def read_catalog(spark: SparkSession, cfg: Config) -> DataFrame | None:
+def read_catalog(spark: SparkSession, cfg: Config, version: int | None = None) -> DataFrame | None:
     path = cfg.table("catalog")
     if not delta_io.table_exists(spark, path):
         return None
-    return conform(delta_io.read(spark, path), f"catalog ({path})", cfg.columns.catalog, CATALOG_SCHEMA)
+    return conform(delta_io.read(spark, path, version), f"catalog ({path})", cfg.columns.catalog, CATALOG_SCHEMA)

@@ -1,5 +1,6 @@
 """The nightly job: train when no model exists (or when asked), then score new/changed reviews
-into review_scores, with one row per run in the runs table."""
+into review_scores and catalog products into catalog_scores, derive the fraud, risk, insight
+and explanation tables, with one row per run in the runs table."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ def run(spark, cfg: config.Config, train: bool = False, run_id: str | None = Non
     with runs.recorded(spark, cfg.table("runs"), cfg.storage.root, "nightly", run_id) as r:
         model = pipeline.ensure_model(spark, cfg, r, force_train=train)
         pipeline.score_reviews(spark, cfg, r, model)
+        pipeline.score_catalog(spark, cfg, r, model)
         pipeline.derive_tables(spark, cfg, r, model)
     if r.details.get("selection") != "unchanged" or r.counts.get("rows_scored"):
         # After the ledger row is final, so the page shows the run's real status and times.
@@ -31,13 +33,14 @@ def _summary(spark, cfg: config.Config, r: runs.Run, seconds: float) -> str:
     ]
     if model:
         for row in training.summarize_metrics(json.loads(model["metrics"])):
-            lines.append(
-                f"    {row['language']} {row['task']:<10} {row['method']:<14} accuracy {row['accuracy']:.3f}  macro-F1 {row['macro_f1']:.3f}  (n={row['n']})"
-            )
+            lines.append(f"    {row['language']:<7} {row['task']:<10} {row['method']:<10} {row['metric']} {row['value']:.3f}  (n={row['n']})")
+    if r.details.get("catalog"):
+        c = r.details["catalog"]
+        lines.append(f"  catalog products scored {c['scored']}, rejected {c['rejected']}, written {c['written']}")
     if r.details.get("report"):
         lines.append(f"  run report: {r.details['report']}")
     lines += [
-        f"  tables under {cfg.storage.table_path('')}: reviews, catalog, review_scores, review_scores_rejects, runs, models",
+        f"  tables under {cfg.storage.table_path('')}: reviews, catalog, review_scores, review_scores_rejects, catalog_scores, runs, models, ...",
         "  look at them: .venv/bin/pyspark ... or",
         f"    SELECT language, rating_label, sentiment_label, count(*) FROM delta.`{cfg.table('review_scores')}` GROUP BY 1,2,3",
     ]

@@ -1,4 +1,4 @@
-"""Score new and changed reviews with the current model and MERGE them into review_scores."""
+"""Score new and changed reviews (review_scores) and catalog products (catalog_scores) with the current model."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ def run(spark, cfg: config.Config, run_id: str | None = None) -> runs.Run:
         if model is None:
             raise ModelArtifactError(f"no current model in {cfg.table('models')}; run jobs/train.py first")
         pipeline.score_reviews(spark, cfg, r, model)
+        pipeline.score_catalog(spark, cfg, r, model)
         return r
 
 

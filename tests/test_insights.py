@@ -651,6 +651,7 @@ DOC_TABLES = [
     "catalog",
     "review_scores",
     "review_scores_rejects",
+    "catalog_scores",
     "runs",
     "models",
     "review_fraud",

@@ -225,3 +225,18 @@ def torch_equal(a, b) -> bool:
     import torch
 
     return bool(torch.equal(a, b))
+
+
+def test_readme_star_ratings_to_three_class_sentiment_example():
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    from ecomine.labels import class_indices
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = next(b for b in re.findall(r"```yaml\n(.*?)```", readme, flags=re.S) if "sentiment3" in b)
+    (spec,) = yaml.safe_load(block)["model"]["tasks"]
+    task = TaskConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()})
+    assert list(class_indices(task, [1, 2, 3, 4, 5, None, "n/a"])) == [0, 0, 1, 2, 2, -1, -1]

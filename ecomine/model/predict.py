@@ -41,9 +41,11 @@ from ecomine.model import artifact
 
 log = logging.getLogger(__name__)
 
-_CACHE: dict[tuple[str, str, str], Predictor] = {}
+_CACHE: dict[tuple[str, str, str, str], Predictor] = {}
 _LOCK = threading.Lock()
 HEADS_META = "heads.json"
+REVIEWS, CATALOG = "reviews", "catalog"  # Predictor scopes
+ANY = "*"  # the "language" of catalog texts: the catalog model reads every row
 
 
 def _task_columns(t: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -136,23 +138,36 @@ class _LanguageModel:
 
 
 class Predictor:
-    """All language sub-models of one artifact."""
+    """The sub-models of one artifact for one scope: ``reviews`` (one model per language,
+    ``manifest["languages"]``, outputs of ``manifest["tasks"]``) or ``catalog`` (the one
+    catalog model in ``catalog/``, outputs of ``manifest["catalog"]["tasks"]``; every text
+    goes to it: pass ``ANY`` as its language)."""
 
-    def __init__(self, path: str | Path, device: str = "cpu", verify: bool = True, precision: str = "fp32"):
+    def __init__(self, path: str | Path, device: str = "cpu", verify: bool = True, precision: str = "fp32", scope: str = REVIEWS):
         t0 = time.time()
         self.path = str(path)
+        self.scope = scope
         self.manifest = artifact.read_manifest(path, verify=verify)
-        self.tasks: list[dict[str, Any]] = self.manifest["tasks"]
         self.max_length: int = int(self.manifest["max_length"])
         self.model_version: str = self.manifest["model_version"]
         root = Path(str(path).replace("file:", "", 1) if str(path).startswith("file:") else str(path))
-        self.models = {
-            lang: _LanguageModel(root / lang, spec, self.tasks, device, precision)
-            for lang, spec in self.manifest["languages"].items()
-        }
+        if scope == REVIEWS:
+            self.tasks: list[dict[str, Any]] = self.manifest["tasks"]
+            self.models = {
+                lang: _LanguageModel(root / lang, spec, self.tasks, device, precision)
+                for lang, spec in self.manifest["languages"].items()
+            }
+        elif scope == CATALOG:
+            section = self.manifest.get(CATALOG)
+            if not section:
+                raise ModelArtifactError(f"model artifact {path} has no catalog model (model.catalog_tasks was empty)")
+            self.tasks = section["tasks"]
+            self.models = {ANY: _LanguageModel(root / CATALOG, section, self.tasks, device, precision)}
+        else:
+            raise ValueError(f"scope must be {REVIEWS!r} or {CATALOG!r}, got {scope!r}")
         self.device = device
         log.info(
-            "loaded model %s (%s) on %s in %.1fs", self.model_version, sorted(self.models), device, time.time() - t0
+            "loaded model %s (%s: %s) on %s in %.1fs", self.model_version, scope, sorted(self.models), device, time.time() - t0
         )
 
     @property
@@ -221,9 +236,11 @@ def raw_head_output(kind: str, logits):
     return torch.softmax(logits.float(), dim=-1).cpu().numpy()
 
 
-def get_predictor(path: str, device: str = "cpu", num_threads: int | None = None, precision: str = "fp32") -> Predictor:
-    """The worker-wide cached Predictor for (artifact path, device): loaded once per worker."""
-    key = (str(path), device, precision)
+def get_predictor(
+    path: str, device: str = "cpu", num_threads: int | None = None, precision: str = "fp32", scope: str = REVIEWS
+) -> Predictor:
+    """The worker-wide cached Predictor for (artifact path, device, precision, scope): loaded once per worker."""
+    key = (str(path), device, precision, scope)
     with _LOCK:
         pred = _CACHE.get(key)
         if pred is None:
@@ -231,6 +248,6 @@ def get_predictor(path: str, device: str = "cpu", num_threads: int | None = None
                 import torch
 
                 torch.set_num_threads(num_threads)
-            pred = Predictor(path, device=device, precision=precision)
+            pred = Predictor(path, device=device, precision=precision, scope=scope)
             _CACHE[key] = pred
         return pred
