@@ -12,7 +12,7 @@ Model: an English MiniLM-L6 model fine-tuned by ecomine in a bench lakehouse
 Methods, same texts, same model, same run:
 * ``ecomine``: the score job (``jobs.score.run``): Delta read, prepare, incremental
   selection, iterator pandas UDF with the configured fast path (length-sorted batches,
-  dynamic padding, ``scoring.precision``), MERGE into ``review_scores``.
+  dynamic padding, ``scoring.precision``, auto = bf16 on this CPU), MERGE into ``review_scores``.
 * ``naive``: an iterator pandas UDF with the same model in fp32 that pads every text to
   128 tokens in arrival order (model loaded once per worker, so this is the *fair*
   naive way, not per-row loading); output written to Spark's no-op sink.
@@ -35,10 +35,12 @@ import shutil
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # bench scripts run from a checkout
@@ -232,9 +234,6 @@ def run_ecomine(spark, cfg: config.Config, rows: int) -> dict:
 
 def run_naive(spark, cfg: config.Config, artifact_path: str, rows: int) -> dict:
     """Pad-to-128 fp32 iterator pandas UDF, arrival order, model loaded once per worker."""
-    from collections.abc import Iterator
-
-    import pandas as pd
     from pyspark.sql import functions as F
 
     max_len = cfg.model.max_length
@@ -300,13 +299,34 @@ def heldout_accuracy(artifact_path: str, model_lake: Path, precision: str) -> di
     return classification_report(y, pred, len(task.classes)) | {"probs": out["rating_prob"].to_numpy()}
 
 
+# --------------------------------------------------------------------------- results
+
+
+def _key(r: dict) -> tuple:
+    quality = r.get("precision") if r.get("method") == "quality_check" else None
+    return (r.get("device"), r.get("method"), r.get("rows"), r.get("experiment"), r.get("master"), quality)
+
+
+def save(records: list[dict]) -> None:
+    """Merge ``records`` into the results file: a record replaces an older one with the same
+    (device, method, rows, experiment, master); others (GPU runs, other row counts) stay.
+    Called after every measurement, so a long run that dies keeps what it measured."""
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    old = json.loads(RESULTS.read_text()) if RESULTS.is_file() else []
+    new_keys = {_key(r) for r in records}
+    merged = [r for r in old if _key(r) not in new_keys] + records
+    merged.sort(key=lambda r: (r.get("device") != "cpu", str(r.get("experiment")), str(r.get("method")), r.get("rows") or 0))
+    RESULTS.write_text(json.dumps(merged, indent=2) + "\n")
+
+
 # --------------------------------------------------------------------------- main
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, nargs="+", default=[10_000, 100_000])
-    ap.add_argument("--precision", default="int8", help="fast-path precision to measure (int8|bf16|fp32)")
+    ap.add_argument("--precision", default="auto",
+                    help="fast-path precision of the ecomine runs (auto = what the scoring default picks on this machine)")
     ap.add_argument("--naive-rows", type=int, default=10_000)
     ap.add_argument("--scaling-rows", type=int, default=10_000)
     args = ap.parse_args(argv)
@@ -316,43 +336,52 @@ def main(argv: list[str] | None = None) -> int:
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
     common = {"machine": mach, "cores": cores, "device": "cpu", "date": stamp, "data": "replicated real texts (Amazon Fine Foods)", "precision": args.precision}
     records: list[dict] = []
+    from ecomine.model import fastpath
 
-    cfg2 = bench_cfg("local[2]", LAKE / "scale", f"scoring.precision={args.precision}")
+    fast = fastpath.resolve(args.precision, "cpu")
+    common["precision"] = fast
+
+    cfg2 = bench_cfg("local[2]", LAKE / "scale", f"scoring.precision={fast}")
     spark = session.build("ecomine-bench-throughput", cfg2.spark)
     model = ensure_model(spark, cfg2)
     path = model["artifact_path"]
     log.info("model %s", model["model_version"])
 
-    # Held-out quality of the fast path vs fp32, and the peak matmul rates.
-    acc = {p: heldout_accuracy(path, LAKE / "model", p) for p in ("fp32", args.precision)}
-    max_prob_diff = float(np.max(np.abs(acc["fp32"]["probs"] - acc[args.precision]["probs"])))
-    records.append({**common, "method": "quality_check", "rows": int(acc["fp32"]["n"]),
-                    "fp32_accuracy": acc["fp32"]["accuracy"], "fast_accuracy": acc[args.precision]["accuracy"],
-                    "fp32_macro_f1": acc["fp32"]["macro_f1"], "fast_macro_f1": acc[args.precision]["macro_f1"],
-                    "accuracy_delta_points": round(100 * (acc[args.precision]["accuracy"] - acc["fp32"]["accuracy"]), 2),
-                    "max_abs_prob_diff": round(max_prob_diff, 4), "data": "real held-out test rows"})
-    peaks = {p: round(matmul_peak(p, threads=cores), 1) for p in ("fp32", args.precision)}
-    log.info("quality fp32 vs %s: %s; matmul peaks GFLOP/s: %s", args.precision, records[-1], peaks)
+    # Held-out quality of each precision vs fp32, and the peak matmul rates.
+    acc = {p: heldout_accuracy(path, LAKE / "model", p) for p in ("fp32", "bf16", "int8")}
+    for p in ("bf16", "int8"):
+        records.append({**common, "method": "quality_check", "precision": p, "rows": int(acc["fp32"]["n"]),
+                        "fp32_accuracy": acc["fp32"]["accuracy"], "fast_accuracy": acc[p]["accuracy"],
+                        "fp32_macro_f1": acc["fp32"]["macro_f1"], "fast_macro_f1": acc[p]["macro_f1"],
+                        "accuracy_delta_points": round(100 * (acc[p]["accuracy"] - acc["fp32"]["accuracy"]), 2),
+                        "macro_f1_delta_points": round(100 * (acc[p]["macro_f1"] - acc["fp32"]["macro_f1"]), 2),
+                        "max_abs_prob_diff": round(float(np.max(np.abs(acc["fp32"]["probs"] - acc[p]["probs"]))), 4),
+                        "flipped_predictions": int(np.sum((acc["fp32"]["probs"] > 0.5) != (acc[p]["probs"] > 0.5))),
+                        "data": "real held-out test rows", "used_by_scoring": p == fast})
+    save(records)
+    peaks = {p: round(matmul_peak(p, threads=cores), 1) for p in ("fp32", fast)}
+    log.info("quality vs fp32: %s; matmul peaks GFLOP/s: %s", records[-2:], peaks)
 
     # Raw encoder outside Spark (same fast path, all cores in one process).
     texts = demo_data.amazon_reviews()["text"].map(lambda t: " ".join(t.split())).tolist()
-    raw, n_tok = run_raw(path, texts, args.precision, cores)
+    raw, n_tok = run_raw(path, texts, fast, cores)
     gflop = encoder_flops(n_tok) / 1e9
     raw_rate = raw["rows_per_s"]
     records.append({**common, "method": "raw_encoder", "rows": len(texts), **raw,
-                    "achieved_gflops": round(gflop / raw["wall_seconds"], 1), "peak_gflops": peaks[args.precision],
+                    "achieved_gflops": round(gflop / raw["wall_seconds"], 1), "peak_gflops": peaks[fast],
                     "mean_tokens": round(float(n_tok.mean()), 1)})
 
     for rows in args.rows:
-        cfg = bench_cfg("local[2]", LAKE / f"scale-{rows}", f"scoring.precision={args.precision}")
+        cfg = bench_cfg("local[2]", LAKE / f"scale-{rows}", f"scoring.precision={fast}")
         replicated_table(spark, cfg, rows)
         register_model(spark, cfg, model)
         res = run_ecomine(spark, cfg, rows)
         reps = rows / len(texts)
         rec = {**common, "method": "ecomine", "rows": rows, **res,
-               "achieved_gflops": round(gflop * reps / res["wall_seconds"], 1), "peak_gflops": peaks[args.precision],
+               "achieved_gflops": round(gflop * reps / res["wall_seconds"], 1), "peak_gflops": peaks[fast],
                "spark_overhead_vs_raw": round(1 - res["rows_per_s"] / raw_rate, 3) if raw_rate else None}
         records.append(rec)
+        save(records)
         log.info("ecomine %d rows: %s", rows, rec)
         if rows == args.naive_rows:
             nv = run_naive(spark, cfg, path, rows)
@@ -360,25 +389,24 @@ def main(argv: list[str] | None = None) -> int:
                             "achieved_gflops": round(encoder_flops(n_tok, padded_to=128) * reps / 1e9 / nv["wall_seconds"], 1),
                             "peak_gflops": peaks["fp32"],
                             "speedup_of_ecomine": round(res["rows_per_s"] / nv["rows_per_s"], 2)})
+            save(records)
             log.info("naive %d rows: %s", rows, records[-1])
     spark.stop()
 
     # Scaling with executor cores: local[1] vs local[2] on the same table.
     if args.scaling_rows:
         for master in ("local[1]", "local[2]"):
-            cfg = bench_cfg(master, LAKE / f"scale-{args.scaling_rows}", f"scoring.precision={args.precision}")
+            cfg = bench_cfg(master, LAKE / f"scale-{args.scaling_rows}", f"scoring.precision={fast}")
             spark = session.build(f"ecomine-bench-{master}", cfg.spark)
             replicated_table(spark, cfg, args.scaling_rows)
             register_model(spark, cfg, model)
             res = run_ecomine(spark, cfg, args.scaling_rows)
             records.append({**common, "method": "ecomine", "rows": args.scaling_rows, "master": master,
                             "cores": _cores(master), "experiment": "core_scaling", **res})
+            save(records)
             spark.stop()
 
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    old = json.loads(RESULTS.read_text()) if RESULTS.is_file() else []
-    keep = [r for r in old if r.get("device") != "cpu"]  # GPU records come from bench/gpu_throughput.py
-    RESULTS.write_text(json.dumps(keep + records, indent=2) + "\n")
+    save(records)
     for r in records:
         print({k: r[k] for k in r if k not in ("machine", "date", "data")})
     print(f"wrote {RESULTS}")

@@ -37,7 +37,8 @@ def texts() -> list[str]:
 
 
 def test_resolve_auto_and_cuda_int8():
-    assert fastpath.resolve("auto", "cpu") == "int8"
+    assert fastpath.resolve("auto", "cpu", cpu_bf16=False) == "int8"
+    assert fastpath.resolve("auto", "cpu", cpu_bf16=True) == "bf16"
     assert fastpath.resolve("auto", "cuda:0") == "bf16"
     assert fastpath.resolve("int8", "cuda:1") == "bf16"  # no int8 kernels on CUDA here
     with pytest.raises(ValueError):
@@ -52,3 +53,11 @@ def test_reduced_precision_stays_close_to_fp32(texts, precision, tol):
     fast = _probs(precision, texts)
     assert np.abs(fast - ref).max() < tol
     assert not np.allclose(fast, ref, atol=1e-7)  # it really ran another path
+
+
+def test_cpu_bf16_flag_parsing():
+    assert fastpath.cpu_has_bf16("processor: 0\nflags\t\t: fpu sse avx512f avx512_bf16 avx512_vnni\n")
+    assert fastpath.cpu_has_bf16("flags : fpu amx_bf16 amx_tile\n")
+    assert not fastpath.cpu_has_bf16("flags : fpu sse avx2 avx512f avx512_vnni\n")
+    assert not fastpath.cpu_has_bf16("")
+
