@@ -131,6 +131,41 @@ def select_changed(
     return scorable.join(done.drop("model_version"), on=["review_id", "text_sha256"], how="left_anti")
 
 
+class _Progress:
+    """Rows scored by one Spark task, logged to the executor's stderr at most once a minute
+    (and at the end), so a long scoring stage is never silent."""
+
+    def __init__(self, what: str, every_s: float = 60.0):
+        import time
+
+        self._time = time.monotonic
+        self.what, self.every_s, self.rows = what, every_s, 0
+        self.t0 = self.last = self._time()
+
+    def _log(self, final: bool) -> None:
+        import sys
+
+        from pyspark import TaskContext
+
+        ctx = TaskContext.get()
+        part = ctx.partitionId() if ctx is not None else "-"
+        dt = max(self._time() - self.t0, 1e-9)
+        sys.stderr.write(
+            f"ecomine: {self.what}: partition {part}: {self.rows:,} rows {'done' if final else 'so far'} "
+            f"in {dt:.0f}s ({self.rows / dt:.1f} rows/s)\n"
+        )
+
+    def add(self, n: int) -> None:
+        self.rows += n
+        if self._time() - self.last >= self.every_s:
+            self.last = self._time()
+            self._log(final=False)
+
+    def done(self) -> None:
+        if self.rows:
+            self._log(final=True)
+
+
 def with_scores(
     df: DataFrame,
     artifact_path: str,
@@ -155,8 +190,11 @@ def with_scores(
         device = choose_device(device_pref, spark_task_gpus())
         threads = num_threads or spark_task_cpus()
         predictor = get_predictor(artifact_path, device=device, num_threads=threads, precision=precision, scope=scope)  # once per worker
+        progress = _Progress(f"{scope} scoring on {device}, {precision}")
         for texts, langs in batches:
             yield predictor.predict(texts.tolist(), langs.tolist(), batch_size=batch_size)
+            progress.add(len(texts))
+        progress.done()
 
     scored = df.withColumn("_s", score(F.col("clean_text"), F.col("language")))
     return scored.select(*df.columns, *[F.col(f"_s.{c}").alias(c) for c, _ in cols])
