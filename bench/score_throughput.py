@@ -107,12 +107,25 @@ def encoder_flops(n_tokens: np.ndarray, layers: int = 6, hidden: int = 384, inte
 
 
 class RssSampler:
-    """Peak RSS of Spark's Python workers (processes running pyspark.daemon/worker), sampled every 0.2 s."""
+    """Peak RSS of the Python workers of *this* Spark application: processes running
+    pyspark.daemon/worker that descend from our JVM (other Spark apps on the machine, e.g.
+    a test suite, are not counted), sampled every 0.2 s."""
 
-    def __init__(self) -> None:
+    def __init__(self, spark=None) -> None:
         self.peak_mb = 0.0
+        self.jvm_pid = _jvm_pid(spark)
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._loop, daemon=True)
+
+    def _ours(self, p) -> bool:
+        import psutil
+
+        if self.jvm_pid is None:
+            return True
+        try:
+            return any(a.pid == self.jvm_pid for a in p.parents())
+        except psutil.Error:
+            return False
 
     def _loop(self) -> None:
         import psutil
@@ -122,7 +135,7 @@ class RssSampler:
             for p in psutil.process_iter(["pid", "cmdline", "memory_info"]):
                 try:
                     cmd = " ".join(p.info["cmdline"] or [])
-                    if p.info["pid"] != me and "pyspark" in cmd and ("daemon" in cmd or "worker" in cmd):
+                    if p.info["pid"] != me and "pyspark" in cmd and ("daemon" in cmd or "worker" in cmd) and self._ours(p):
                         self.peak_mb = max(self.peak_mb, p.info["memory_info"].rss / 2**20)
                 except (psutil.NoSuchProcess, psutil.AccessDenied, TypeError):
                     pass
@@ -135,6 +148,14 @@ class RssSampler:
     def __exit__(self, *a) -> None:
         self._stop.set()
         self._t.join()
+
+
+def _jvm_pid(spark) -> int | None:
+    """Process id of the session's JVM (PySpark keeps the Popen of the gateway it launched)."""
+    try:
+        return int(spark.sparkContext._gateway.proc.pid)
+    except Exception:
+        return None
 
 
 # --------------------------------------------------------------------------- setup
@@ -225,7 +246,7 @@ def run_ecomine(spark, cfg: config.Config, rows: int) -> dict:
         shutil.rmtree(cfg.table(t), ignore_errors=True)
     shutil.rmtree(Path(cfg.storage.root) / "_locks", ignore_errors=True)
     t0 = time.time()
-    with RssSampler() as rss:
+    with RssSampler(spark) as rss:
         r = score.run(spark, cfg)
     wall = time.time() - t0
     assert r.counts["rows_scored"] == rows, r.counts
@@ -258,7 +279,7 @@ def run_naive(spark, cfg: config.Config, artifact_path: str, rows: int) -> dict:
 
     df = spark.read.format("delta").load(cfg.table("reviews")).limit(rows)
     t0 = time.time()
-    with RssSampler() as rss:
+    with RssSampler(spark) as rss:
         df.repartition(spark.sparkContext.defaultParallelism).select(naive("text").alias("p")).write.format("noop").mode("overwrite").save()
     wall = time.time() - t0
     return {"wall_seconds": round(wall, 1), "rows_per_s": round(rows / wall, 1), "peak_worker_rss_mb": round(rss.peak_mb, 1)}
