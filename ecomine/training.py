@@ -122,20 +122,7 @@ def train(spark: SparkSession, cfg: Config, run_id: str) -> dict[str, Any]:
         if current is not None and lang in current_pred.languages:
             # The current model on exactly the same held-out rows, for the promotion rule.
             current_metrics[lang] = _evaluate_predictor(current_pred, test_d, te, lang, cfg)
-        languages[lang] = {
-            "base_model": spec,
-            "base_model_dir": str(base_dir),
-            "prefix": needs_query_prefix(spec),
-            "trained_tasks": tuner.trained_tasks_,
-            "n_train": len(tr),
-            "n_validation": len(va),
-            "n_test": len(te),
-            "train_seconds": tuner.train_seconds_,
-            "train_samples_per_second": tuner.samples_per_second_,
-            "stop_reason": tuner.stop_reason_,
-            "device": tuner.device_,
-            "history": tuner.history_,
-        }
+        languages[lang] = _fit_record(spec, tuner, len(tr), len(va), len(te))
         metrics[lang] = {"finetuned": test_metrics, "tfidf_logreg": baseline}
         log.info("language %s test metrics: fine-tuned %s | tf-idf %s", lang, test_metrics, baseline)
     if not languages:
@@ -177,6 +164,24 @@ def train(spark: SparkSession, cfg: Config, run_id: str) -> dict[str, Any]:
         delta_io.upsert_rows(spark, cfg.table("models"), [retire], MODELS_DDL, ["model_version"], metadata={"run_id": run_id})
     log.info("model %s published at %s in %.0fs; %s: %s", version, path, time.time() - t0, status, decision["reason"])
     return artifact.read_manifest(path, verify=False) | {"artifact_path": str(path)}
+
+
+def _fit_record(spec: str, tuner: Any, n_train: int, n_validation: int, n_test: int) -> dict[str, Any]:
+    """What the manifest records about one fine-tuned sub-model (base model, rows, speed, history)."""
+    return {
+        "base_model": spec,
+        "base_model_dir": str(resolve_base(spec)),
+        "prefix": needs_query_prefix(spec),
+        "trained_tasks": tuner.trained_tasks_,
+        "n_train": n_train,
+        "n_validation": n_validation,
+        "n_test": n_test,
+        "train_seconds": tuner.train_seconds_,
+        "train_samples_per_second": tuner.samples_per_second_,
+        "stop_reason": tuner.stop_reason_,
+        "device": tuner.device_,
+        "history": tuner.history_,
+    }
 
 
 def _task_entry(t: Any) -> dict[str, Any]:
@@ -271,18 +276,7 @@ def train_catalog(
     section = {
         "tasks": [_task_entry(t) for t in tasks],
         "inputs": list(tasks[0].inputs),
-        "base_model": enc,
-        "base_model_dir": str(resolve_base(enc)),
-        "prefix": needs_query_prefix(enc),
-        "trained_tasks": tuner.trained_tasks_,
-        "n_train": len(tr),
-        "n_validation": len(va),
-        "n_test": len(te),
-        "train_seconds": tuner.train_seconds_,
-        "train_samples_per_second": tuner.samples_per_second_,
-        "stop_reason": tuner.stop_reason_,
-        "device": tuner.device_,
-        "history": tuner.history_,
+        **_fit_record(enc, tuner, len(tr), len(va), len(te)),
         "source": {"table": cfg.table("catalog"), "version": version, "key": "product_id"},
     }
     return section, {"finetuned": finetuned, "tfidf_logreg": baseline}, current_metrics

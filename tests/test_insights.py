@@ -108,12 +108,12 @@ FRAUD = [
     ("r9", 0.0),
     ("r10", 0.99),
 ]
-CATALOG_DDL = "product_id string, name string, category string, brand string, price double, description string"
+CATALOG_DDL = "product_id string, name string, category string, brand string, price double, description string, condition string"
 CATALOG = [
-    ("P1", "Green Tea", "Grocery/Tea/Green", "Leafy", 12.5, "loose leaf"),
-    ("P2", "Coffee Beans", "Grocery/Coffee", "Bean Co", 20.0, None),
-    ("P3", "Mug", " Home / Kitchen//Mugs ", None, 8.0, None),
-    ("P9", "Unreviewed", "Toys", "X", 1.0, None),
+    ("P1", "Green Tea", "Grocery/Tea/Green", "Leafy", 12.5, "loose leaf", "1"),
+    ("P2", "Coffee Beans", "Grocery/Coffee", "Bean Co", 20.0, None, "1"),
+    ("P3", "Mug", " Home / Kitchen//Mugs ", None, 8.0, None, "3"),
+    ("P9", "Unreviewed", "Toys", "X", 1.0, None, None),
 ]
 
 
