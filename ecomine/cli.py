@@ -81,7 +81,17 @@ def _open(cfg, logical: str):
 
 
 def _rows(table, filters=None, columns=None) -> list[dict]:
-    return table.to_pyarrow_table(filters=filters, columns=columns).to_pylist() if table is not None else []
+    """Rows as dicts, scanned on the calling thread.
+
+    Arrow's threaded dataset scan leaves reader threads behind that can abort the process
+    at interpreter exit ("terminate called without an active exception", apache/arrow#39862);
+    these tables are small, so a single-threaded scan costs nothing measurable."""
+    if table is None:
+        return []
+    from pyarrow.parquet import filters_to_expression
+
+    expr = filters_to_expression(filters) if filters else None
+    return table.to_pyarrow_dataset().to_table(columns=columns, filter=expr, use_threads=False).to_pylist()
 
 
 def _by_key(table, column: str, value: str) -> list[dict]:
