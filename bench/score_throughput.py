@@ -330,12 +330,15 @@ def _key(r: dict) -> tuple:
     return (r.get("device"), r.get("method"), r.get("rows"), r.get("experiment"), r.get("master"), quality, per_run)
 
 
-def save(records: list[dict]) -> None:
+def save(records: list[dict], fresh: bool = False) -> None:
     """Merge ``records`` into the results file: a record replaces an older one with the same
     (device, method, rows, experiment, master); others (GPU runs, other row counts) stay.
+    ``fresh``: every older CPU record goes (one coherent run); GPU records stay.
     Called after every measurement, so a long run that dies keeps what it measured."""
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     old = json.loads(RESULTS.read_text()) if RESULTS.is_file() else []
+    if fresh:
+        old = [r for r in old if r.get("device") != "cpu"]
     new_keys = {_key(r) for r in records}
     merged = [r for r in old if _key(r) not in new_keys] + records
     merged.sort(key=lambda r: (r.get("device") != "cpu", str(r.get("experiment")), str(r.get("method")), r.get("rows") or 0))
@@ -476,6 +479,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--naive-rows", type=int, default=10_000)
     ap.add_argument("--scaling-rows", type=int, default=10_000)
     ap.add_argument("--report", action="store_true", help="only regenerate docs/throughput.md from the results file")
+    ap.add_argument("--fresh", action="store_true",
+                    help="drop every earlier CPU record from the results file (GPU records stay), so the file holds one run")
     args = ap.parse_args(argv)
     if args.report:
         DOC.write_text(render_doc(json.loads(RESULTS.read_text())))
@@ -509,7 +514,7 @@ def main(argv: list[str] | None = None) -> int:
                         "max_abs_prob_diff": round(float(np.max(np.abs(acc["fp32"]["probs"] - acc[p]["probs"]))), 4),
                         "flipped_predictions": int(np.sum((acc["fp32"]["probs"] > 0.5) != (acc[p]["probs"] > 0.5))),
                         "data": "real held-out test rows", "used_by_scoring": p == fast})
-    save(records)
+    save(records, fresh=args.fresh)
     peaks = {p: round(matmul_peak(p, threads=cores), 1) for p in ("fp32", fast)}
     log.info("quality vs fp32: %s; matmul peaks GFLOP/s: %s", records[-2:], peaks)
 
