@@ -479,6 +479,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--naive-rows", type=int, default=10_000)
     ap.add_argument("--scaling-rows", type=int, default=10_000)
     ap.add_argument("--report", action="store_true", help="only regenerate docs/throughput.md from the results file")
+    ap.add_argument("--scaling-only", action="store_true",
+                    help="only the local[1] vs local[2] runs (e.g. to finish a run that stopped after the row counts)")
     ap.add_argument("--fresh", action="store_true",
                     help="drop every earlier CPU record from the results file (GPU records stay), so the file holds one run")
     args = ap.parse_args(argv)
@@ -497,60 +499,66 @@ def main(argv: list[str] | None = None) -> int:
     fast = fastpath.resolve(args.precision, "cpu")
     common["precision"] = fast
 
-    cfg2 = bench_cfg("local[2]", LAKE / "scale", f"scoring.precision={fast}")
-    spark = session.build("ecomine-bench-throughput", cfg2.spark)
-    model = ensure_model(spark, cfg2)
-    path = model["artifact_path"]
-    log.info("model %s", model["model_version"])
+    model = None
+    if not args.scaling_only:
+        cfg2 = bench_cfg("local[2]", LAKE / "scale", f"scoring.precision={fast}")
+        spark = session.build("ecomine-bench-throughput", cfg2.spark)
+        model = ensure_model(spark, cfg2)
+        path = model["artifact_path"]
+        log.info("model %s", model["model_version"])
 
-    # Held-out quality of each precision vs fp32, and the peak matmul rates.
-    acc = {p: heldout_accuracy(path, LAKE / "model", p) for p in ("fp32", "bf16", "int8")}
-    for p in ("bf16", "int8"):
-        records.append({**common, "method": "quality_check", "precision": p, "rows": int(acc["fp32"]["n"]),
-                        "fp32_accuracy": acc["fp32"]["accuracy"], "fast_accuracy": acc[p]["accuracy"],
-                        "fp32_macro_f1": acc["fp32"]["macro_f1"], "fast_macro_f1": acc[p]["macro_f1"],
-                        "accuracy_delta_points": round(100 * (acc[p]["accuracy"] - acc["fp32"]["accuracy"]), 2),
-                        "macro_f1_delta_points": round(100 * (acc[p]["macro_f1"] - acc["fp32"]["macro_f1"]), 2),
-                        "max_abs_prob_diff": round(float(np.max(np.abs(acc["fp32"]["probs"] - acc[p]["probs"]))), 4),
-                        "flipped_predictions": int(np.sum((acc["fp32"]["probs"] > 0.5) != (acc[p]["probs"] > 0.5))),
-                        "data": "real held-out test rows", "used_by_scoring": p == fast})
-    save(records, fresh=args.fresh)
-    peaks = {p: round(matmul_peak(p, threads=cores), 1) for p in ("fp32", fast)}
-    log.info("quality vs fp32: %s; matmul peaks GFLOP/s: %s", records[-2:], peaks)
+        # Held-out quality of each precision vs fp32, and the peak matmul rates.
+        acc = {p: heldout_accuracy(path, LAKE / "model", p) for p in ("fp32", "bf16", "int8")}
+        for p in ("bf16", "int8"):
+            records.append({**common, "method": "quality_check", "precision": p, "rows": int(acc["fp32"]["n"]),
+                            "fp32_accuracy": acc["fp32"]["accuracy"], "fast_accuracy": acc[p]["accuracy"],
+                            "fp32_macro_f1": acc["fp32"]["macro_f1"], "fast_macro_f1": acc[p]["macro_f1"],
+                            "accuracy_delta_points": round(100 * (acc[p]["accuracy"] - acc["fp32"]["accuracy"]), 2),
+                            "macro_f1_delta_points": round(100 * (acc[p]["macro_f1"] - acc["fp32"]["macro_f1"]), 2),
+                            "max_abs_prob_diff": round(float(np.max(np.abs(acc["fp32"]["probs"] - acc[p]["probs"]))), 4),
+                            "flipped_predictions": int(np.sum((acc["fp32"]["probs"] > 0.5) != (acc[p]["probs"] > 0.5))),
+                            "data": "real held-out test rows", "used_by_scoring": p == fast})
+        save(records, fresh=args.fresh)
+        peaks = {p: round(matmul_peak(p, threads=cores), 1) for p in ("fp32", fast)}
+        log.info("quality vs fp32: %s; matmul peaks GFLOP/s: %s", records[-2:], peaks)
 
-    # Raw encoder outside Spark (same fast path, all cores in one process).
-    texts = demo_data.amazon_reviews()["text"].map(lambda t: " ".join(t.split())).tolist()
-    raw, n_tok = run_raw(path, texts, fast, cores)
-    gflop = encoder_flops(n_tok) / 1e9
-    raw_rate = raw["rows_per_s"]
-    records.append({**common, "method": "raw_encoder", "rows": len(texts), **raw,
-                    "achieved_gflops": round(gflop / raw["wall_seconds"], 1), "peak_gflops": peaks[fast],
-                    "mean_tokens": round(float(n_tok.mean()), 1)})
+        # Raw encoder outside Spark (same fast path, all cores in one process).
+        texts = demo_data.amazon_reviews()["text"].map(lambda t: " ".join(t.split())).tolist()
+        raw, n_tok = run_raw(path, texts, fast, cores)
+        gflop = encoder_flops(n_tok) / 1e9
+        raw_rate = raw["rows_per_s"]
+        records.append({**common, "method": "raw_encoder", "rows": len(texts), **raw,
+                        "achieved_gflops": round(gflop / raw["wall_seconds"], 1), "peak_gflops": peaks[fast],
+                        "mean_tokens": round(float(n_tok.mean()), 1)})
 
-    for rows in args.rows:
-        cfg = bench_cfg("local[2]", LAKE / f"scale-{rows}", f"scoring.precision={fast}")
-        replicated_table(spark, cfg, rows)
-        register_model(spark, cfg, model)
-        res = run_ecomine(spark, cfg, rows)
-        reps = rows / len(texts)
-        rec = {**common, "method": "ecomine", "rows": rows, **res,
-               "achieved_gflops": round(gflop * reps / res["wall_seconds"], 1), "peak_gflops": peaks[fast],
-               "spark_overhead_vs_raw": round(1 - res["rows_per_s"] / raw_rate, 3) if raw_rate else None}
-        records.append(rec)
-        save(records)
-        log.info("ecomine %d rows: %s", rows, rec)
-        if rows == args.naive_rows:
-            nv = run_naive(spark, cfg, path, rows)
-            records.append({**common, "method": "naive", "rows": rows, "precision": "fp32", **nv,
-                            "achieved_gflops": round(encoder_flops(n_tok, padded_to=128) * reps / 1e9 / nv["wall_seconds"], 1),
-                            "peak_gflops": peaks["fp32"],
-                            "speedup_of_ecomine": round(res["rows_per_s"] / nv["rows_per_s"], 2)})
+        for rows in args.rows:
+            cfg = bench_cfg("local[2]", LAKE / f"scale-{rows}", f"scoring.precision={fast}")
+            replicated_table(spark, cfg, rows)
+            register_model(spark, cfg, model)
+            res = run_ecomine(spark, cfg, rows)
+            reps = rows / len(texts)
+            rec = {**common, "method": "ecomine", "rows": rows, **res,
+                   "achieved_gflops": round(gflop * reps / res["wall_seconds"], 1), "peak_gflops": peaks[fast],
+                   "spark_overhead_vs_raw": round(1 - res["rows_per_s"] / raw_rate, 3) if raw_rate else None}
+            records.append(rec)
             save(records)
-            log.info("naive %d rows: %s", rows, records[-1])
-    spark.stop()
+            log.info("ecomine %d rows: %s", rows, rec)
+            if rows == args.naive_rows:
+                nv = run_naive(spark, cfg, path, rows)
+                records.append({**common, "method": "naive", "rows": rows, "precision": "fp32", **nv,
+                                "achieved_gflops": round(encoder_flops(n_tok, padded_to=128) * reps / 1e9 / nv["wall_seconds"], 1),
+                                "peak_gflops": peaks["fp32"],
+                                "speedup_of_ecomine": round(res["rows_per_s"] / nv["rows_per_s"], 2)})
+                save(records)
+                log.info("naive %d rows: %s", rows, records[-1])
+        spark.stop()
 
     # Scaling with executor cores: local[1] vs local[2] on the same table.
     if args.scaling_rows:
+        if model is None:
+            spark = session.build("ecomine-bench-model", bench_cfg("local[2]", LAKE / "scale").spark)
+            model = ensure_model(spark, bench_cfg("local[2]", LAKE / "scale"))
+            spark.stop()
         for master in ("local[1]", "local[2]"):
             cfg = bench_cfg(master, LAKE / f"scale-{args.scaling_rows}", f"scoring.precision={fast}")
             spark = session.build(f"ecomine-bench-{master}", cfg.spark)
