@@ -95,6 +95,12 @@ def merge_into(
     are written on insert and on update but do not by themselves cause an update, so
     a rerun that produces the same values leaves the table untouched.
 
+    Columns of ``source`` that the table lacks (a new version of ecomine added them) are
+    added to the table's schema by this MERGE (Delta schema evolution); every existing
+    row is then updated once, since its stored value of the new column (null) is not the
+    computed one. Columns the table has and ``source`` lacks stay; rows this MERGE
+    inserts get null there.
+
     Returns Delta's operation metrics (inserted/updated rows) for the run ledger.
     """
     from delta.tables import DeltaTable
@@ -103,26 +109,34 @@ def merge_into(
     _create_if_missing(spark, path, source)
     target = DeltaTable.forPath(spark, path)
     cols = source.columns
+    existing = set(target.toDF().columns)
+    added = [c for c in cols if c not in existing]
     compare = [c for c in (compare if compare is not None else cols) if c not in keys]
     # Only rows that are new or differ in a compared column go to MERGE; when there are
     # none, no commit is made at all (a rerun leaves the table version unchanged).
-    current = target.toDF().select(*[F.col(f"`{c}`").alias(f"__t_{c}") for c in [*keys, *compare]])
-    cond = [source[f"`{c}`"].eqNullSafe(current[f"`__t_{c}`"]) for c in [*keys, *compare]]
-    source = source.join(current, on=cond, how="left_anti")
-    if source.limit(1).count() == 0:
-        log.info("MERGE into %s skipped: no new or changed rows", path)
-        return {"inserted": 0, "updated": 0, "deleted": 0}
+    present = [c for c in compare if c in existing]
+    if any(c in added for c in compare):
+        log.info("MERGE into %s adds columns %s: every existing row is updated once", path, added)
+    else:
+        current = target.toDF().select(*[F.col(f"`{c}`").alias(f"__t_{c}") for c in [*keys, *present]])
+        cond = [source[f"`{c}`"].eqNullSafe(current[f"`__t_{c}`"]) for c in [*keys, *present]]
+        source = source.join(current, on=cond, how="left_anti")
+        if source.limit(1).count() == 0:
+            log.info("MERGE into %s skipped: no new or changed rows", path)
+            return {"inserted": 0, "updated": 0, "deleted": 0}
     on = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
-    changed = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" for c in compare) or "false"
+    changed = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" if c in existing else "true" for c in compare) or "false"
     assignments = {f"`{c}`": f"s.`{c}`" for c in cols}
     with _commit_context(spark, metadata, txn):
-        (
+        builder = (
             target.alias("t")
             .merge(source.alias("s"), on)
             .whenMatchedUpdate(condition=changed, set=assignments)
             .whenNotMatchedInsert(values=assignments)
-            .execute()
         )
+        if added:
+            builder = builder.withSchemaEvolution()
+        builder.execute()
     return last_operation_metrics(spark, path)
 
 

@@ -53,3 +53,24 @@ def test_delete_keys(spark, tmp_path):
     assert delta_io.table_version(spark, path) == v  # nothing matched: no empty commit
     delta_io.delete_keys(spark, path, spark.createDataFrame([("a",)], "k string"), "k")
     assert RsTable(path).to_pandas()["k"].tolist() == ["b"]
+
+
+def test_merge_adds_a_new_column_then_is_idempotent_again(spark, tmp_path):
+    """An upgrade that adds an output column (e.g. a new fraud signal) MERGEs into the old table."""
+    path = str(tmp_path / "t")
+    delta_io.merge_into(spark, path, spark.createDataFrame([("a", 1, "r1"), ("b", 2, "r1")], DDL), ["k"], compare=["v"])
+    ddl2 = "k string, v int, w double, run_id string"
+    new = spark.createDataFrame([("a", 1, 0.5, "r2"), ("b", 2, None, "r2"), ("c", 3, 1.5, "r2")], ddl2)
+    m = delta_io.merge_into(spark, path, new, ["k"], compare=["v", "w"])
+    # a and b exist without w: both updated once (b's w stays null, but its row is rewritten); c inserted
+    assert (m["inserted"], m["updated"]) == (1, 2)
+    got = {r.k: (int(r.v), None if r.w != r.w else r.w, r.run_id) for r in RsTable(path).to_pandas().itertuples(index=False)}
+    assert got == {"a": (1, 0.5, "r2"), "b": (2, None, "r2"), "c": (3, 1.5, "r2")}
+    v = delta_io.table_version(spark, path)
+    m = delta_io.merge_into(spark, path, new, ["k"], compare=["v", "w"])
+    assert m == {"inserted": 0, "updated": 0, "deleted": 0} and delta_io.table_version(spark, path) == v
+    # the old job (no w) still writes: w stays as stored for updated rows, null for inserts
+    old = spark.createDataFrame([("a", 9, "r3"), ("d", 4, "r3")], DDL)
+    delta_io.merge_into(spark, path, old, ["k"], compare=["v"])
+    got = {r.k: (int(r.v), None if r.w != r.w else r.w) for r in RsTable(path).to_pandas().itertuples(index=False)}
+    assert got == {"a": (9, 0.5), "b": (2, None), "c": (3, 1.5), "d": (4, None)}
