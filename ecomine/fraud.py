@@ -72,6 +72,7 @@ SIGNAL_COLUMNS: tuple[str, ...] = (
     "sig_product_expected_daily",
     "sig_product_burst_z",
     "sig_product_window_rating_shift",
+    "sig_product_other_days_rating",
     "sig_text_chars",
     "sig_generic_praise",
     "sig_url",
@@ -308,10 +309,8 @@ def _product_burst_table(k: DataFrame, cfg: FraudConfig) -> DataFrame:
     )
     z_win = (F.col("sig_product_window_reviews") - F.col(f"{_P}we")) / F.sqrt(F.col(f"{_P}we"))
     other_n = F.col(f"{_P}tn") - F.col(f"{_P}wn")
-    shift = F.when(
-        (F.col(f"{_P}wn") > 0) & (other_n > 0),
-        F.col(f"{_P}ws") / F.col(f"{_P}wn") - (F.col(f"{_P}ts") - F.col(f"{_P}ws")) / other_n,
-    )
+    other = F.when(other_n > 0, (F.col(f"{_P}ts") - F.col(f"{_P}ws")) / other_n)
+    shift = F.when((F.col(f"{_P}wn") > 0) & (other_n > 0), F.col(f"{_P}ws") / F.col(f"{_P}wn") - other)
     return days.select(
         "product_id",
         f"{_P}day",
@@ -320,6 +319,7 @@ def _product_burst_table(k: DataFrame, cfg: FraudConfig) -> DataFrame:
         "sig_product_expected_daily",
         F.greatest(z_day, z_win).alias("sig_product_burst_z"),
         shift.alias("sig_product_window_rating_shift"),
+        other.alias("sig_product_other_days_rating"),
     )
 
 
@@ -534,9 +534,16 @@ def risk_columns(cfg: FraudConfig) -> dict[str, tuple[Column, Column]]:
         * F.least(others / F.lit(float(cfg.deviation_full_others)), F.lit(1.0)),
     )
 
-    shift = c("sig_product_window_rating_shift")
-    aligned = F.when(rating >= 4, shift).when(rating <= 2, -shift).otherwise(F.lit(0.0))
-    direction = F.when(shift.isNull() | rating.isNull(), F.lit(1.0)).otherwise(
+    # burst direction: share of the room left on the scale that the window's shift closes
+    # in this review's direction (fraud_rules.burst_headroom_share)
+    shift, other = c("sig_product_window_rating_shift"), c("sig_product_other_days_rating")
+    floor = F.lit(cfg.burst_min_headroom)
+    aligned = (
+        F.when(rating >= 4, shift / F.greatest(F.lit(5.0) - other, floor))
+        .when(rating <= 2, -shift / F.greatest(other - F.lit(1.0), floor))
+        .otherwise(F.lit(0.0))
+    )
+    direction = F.when(shift.isNull() | other.isNull() | rating.isNull(), F.lit(1.0)).otherwise(
         F.lit(cfg.burst_flat_factor)
         + F.lit(1.0 - cfg.burst_flat_factor) * _ramp(aligned, cfg.burst_shift_lo, cfg.burst_shift_hi)
     )

@@ -258,11 +258,13 @@ class FraudConfig:
     burst_window_days: int = 7  # centred window for slower campaigns (odd: day +- window // 2)
     burst_min_span_days: int = 30  # a product's span is at least this when its daily rate is estimated
     # a burst whose ratings sit where the product's other days do (a promotion, a launch)
-    # keeps only burst_flat_factor of its risk; shifted by burst_shift_hi stars or more
-    # in this review's direction, all of it
-    burst_shift_lo: float = 0.25
-    burst_shift_hi: float = 1.0
+    # keeps only burst_flat_factor of its risk; one whose window closes burst_shift_hi of
+    # the room between the product's other days and the end of the scale in this review's
+    # direction (5 stars for a 4-5 star review, 1 for a 1-2 star one), all of it
+    burst_shift_lo: float = 0.4
+    burst_shift_hi: float = 0.9
     burst_flat_factor: float = 0.5
+    burst_min_headroom: float = 0.25  # stars; a product already at 4.9 still needs a real shift
     # content cues
     generic_max_chars: int = 45  # weighted length at or below which praise counts as "very short"
     caps_min_letters: int = 12
@@ -519,26 +521,45 @@ def burst_z(count: int | None, expected: float | None) -> float | None:
     return (count - expected) / math.sqrt(expected)
 
 
-def burst_direction_factor(shift: float | None, rating: int | None, cfg: FraudConfig) -> float:
-    """How much of a burst's risk a review keeps, from the window's rating shift (mean
-    rating in the window minus the product's mean on other days): burst_flat_factor
-    plus the rest in proportion to ramp(shift in this review's direction, burst_shift_lo,
-    burst_shift_hi). A 4-5 star review counts an upward shift, a 1-2 star review a
-    downward one, a 3-star review none. Unknown shift (no other days rated) or unknown
-    rating: the whole risk."""
+def burst_headroom_share(shift: float | None, other: float | None, rating: int | None, cfg: FraudConfig) -> float | None:
+    """Share of the room left on the scale that the window's rating shift closes, in this
+    review's direction. ``shift`` = mean rating in the window minus ``other``, the
+    product's mean on its other days. A 4-5 star review counts an upward shift against
+    the room up to 5 stars, a 1-2 star review a downward one against the room down to 1,
+    a 3-star review nothing (0). The room is at least ``burst_min_headroom`` stars.
+    None when shift, other or rating is unknown.
+
+    Relative, not in stars: a campaign of 5-star reviews on a product already rated 4.6
+    can lift the window's mean by 0.4 stars at most, yet that is all of the room there
+    is; a promotion day on the same product moves the mean by chance, in either direction."""
     r = valid_rating(rating)
-    if shift is None or r is None:
+    if shift is None or other is None or r is None:
+        return None
+    if r >= 4:
+        return shift / max(5.0 - other, cfg.burst_min_headroom)
+    if r <= 2:
+        return -shift / max(other - 1.0, cfg.burst_min_headroom)
+    return 0.0
+
+
+def burst_direction_factor(shift: float | None, other: float | None, rating: int | None, cfg: FraudConfig) -> float:
+    """How much of a burst's risk a review keeps: burst_flat_factor plus the rest in
+    proportion to ramp(burst_headroom_share, burst_shift_lo, burst_shift_hi). Unknown
+    share (no other days rated, or no rating): the whole risk."""
+    share = burst_headroom_share(shift, other, rating, cfg)
+    if share is None:
         return 1.0
-    aligned = shift if r >= 4 else (-shift if r <= 2 else 0.0)
-    return cfg.burst_flat_factor + (1.0 - cfg.burst_flat_factor) * ramp(aligned, cfg.burst_shift_lo, cfg.burst_shift_hi)
+    return cfg.burst_flat_factor + (1.0 - cfg.burst_flat_factor) * ramp(share, cfg.burst_shift_lo, cfg.burst_shift_hi)
 
 
-def risk_product_burst(z: float | None, shift: float | None, rating: int | None, cfg: FraudConfig) -> float | None:
-    """ramp(z, burst_z_lo, burst_z_hi) * burst_direction_factor(shift, rating)."""
+def risk_product_burst(
+    z: float | None, shift: float | None, other: float | None, rating: int | None, cfg: FraudConfig
+) -> float | None:
+    """ramp(z, burst_z_lo, burst_z_hi) * burst_direction_factor(shift, other, rating)."""
     base = ramp(z, cfg.burst_z_lo, cfg.burst_z_hi)
     if base is None:
         return None
-    return base * burst_direction_factor(shift, rating, cfg)
+    return base * burst_direction_factor(shift, other, rating, cfg)
 
 
 def risk_flag(flag: bool | None) -> float | None:

@@ -14,6 +14,7 @@ import pytest
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
+from ecomine import fraud_rules as R
 from ecomine.errors import DataError, SchemaError
 from ecomine.fraud import SIGNAL_COLUMNS, product_risk, reviewer_risk, with_fraud_signals
 from ecomine.fraud_rules import FraudConfig
@@ -337,7 +338,9 @@ def test_product_burst(scored):
     assert k0["sig_product_burst_z"] == pytest.approx(9.0)
     # window mean 5.0 vs other days' 3.0
     assert k0["sig_product_window_rating_shift"] == pytest.approx(2.0)
-    # only risk: burst ramp((9 - 3) / (10 - 3)) = 6/7 at full direction factor, weight 0.98
+    assert k0["sig_product_other_days_rating"] == pytest.approx(3.0)
+    # only risk: burst ramp((9 - 3) / (10 - 3)) = 6/7 at full direction factor (the window
+    # closes 2.0 of the 2.0 stars of room up to 5), weight 0.98
     assert k0["fraud_score"] == pytest.approx(0.98 * 6 / 7)
     assert k0["fraud_reasons"] == ["product got 10 reviews that day, 10 in 7 days (usual 1/day)"]
     assert k0["fraud_reason_codes"] == ["product_burst"]
@@ -345,6 +348,34 @@ def test_product_burst(scored):
     assert h0["sig_product_day_reviews"] == 1
     assert h0["sig_product_burst_z"] == pytest.approx(0.0)
     assert h0["fraud_reasons"] == []
+
+
+
+def test_product_burst_on_a_product_already_rated_high(spark):
+    """The direction factor counts the share of the room left on the scale that the window's
+    ratings close, computed here by hand and checked against the pure twin."""
+    # product PQ: a 4-star review on each of 6 quiet days, then a day with 5 five-star and
+    # 5 four-star reviews (the same distinct texts as PB's burst, on another product)
+    rows = [(f"q{i}", "PQ", f"UQ{i}", 4, text, "en", ts(day), 0.75) for i, (day, text) in enumerate(zip(HISTORY_DAYS, HISTORY_TEXTS))]
+    rows += [
+        (f"r{i}", "PQ", f"UR{i}", 5 if i < 5 else 4, text, "en", ts("2025-03-01", 8 + i), 0.95 if i < 5 else 0.75)
+        for i, text in enumerate(BURST_TEXTS)
+    ]
+    out = {r["review_id"]: r for r in with_fraud_signals(spark.createDataFrame(rows, SCHEMA), CFG).collect()}
+    r0, r9 = out["r0"], out["r9"]
+    # window mean (5 * 5 + 5 * 4) / 10 = 4.5 against 4.0 on the other days: 0.5 stars of the
+    # 1.0 star of room up to 5 -> share 0.5 -> factor 0.5 + 0.5 * (0.5 - 0.4) / (0.9 - 0.4) = 0.6
+    assert r0["sig_product_window_rating_shift"] == pytest.approx(0.5)
+    assert r0["sig_product_other_days_rating"] == pytest.approx(4.0)
+    assert r0["sig_product_burst_z"] == pytest.approx(9.0)
+    expected = 0.98 * (6 / 7) * 0.6
+    assert R.risk_product_burst(9.0, 0.5, 4.0, 5, CFG) == pytest.approx((6 / 7) * 0.6)
+    # no other risk: one review per account, ratings near consensus, texts agree with ratings
+    assert r0["fraud_score"] == pytest.approx(expected)
+    assert r9["fraud_score"] == pytest.approx(expected)  # a 4-star review counts the upward shift too
+    assert r0["fraud_reason_codes"] == ["product_burst"]
+    # the quiet days are no burst
+    assert out["q0"]["sig_product_burst_z"] == pytest.approx(0.0) and out["q0"]["fraud_score"] == pytest.approx(0.0)
 
 
 # --------------------------------------------------------------------------- text

@@ -219,17 +219,31 @@ def test_product_burst():
     assert R.burst_window_expected(60, 120, CFG) == pytest.approx(3.5)
     assert R.burst_window_expected(10, 10, CFG) == pytest.approx(7 / 3)
     assert R.burst_window_expected(1, 365, CFG) == 1.0
-    # z 8 -> (8 - 3) / 7; ratings of the window 1.0 star above the product's usual: all of it
-    assert R.risk_product_burst(8.0, 1.0, 5, CFG) == pytest.approx(5 / 7)
+    # z 8 -> (8 - 3) / 7. Product at 3.0 on other days, window 1.0 star higher: share of the
+    # room up to 5 stars = 1.0 / 2.0 = 0.5 -> factor 0.5 + 0.5 * (0.5 - 0.4) / 0.5 = 0.6
+    assert R.burst_headroom_share(1.0, 3.0, 5, CFG) == pytest.approx(0.5)
+    assert R.risk_product_burst(8.0, 1.0, 3.0, 5, CFG) == pytest.approx(0.6 * 5 / 7)
+    # product at 4.6, window all 5 stars (shift 0.4): all of the room -> the whole risk
+    assert R.burst_headroom_share(0.4, 4.6, 5, CFG) == pytest.approx(1.0)
+    assert R.risk_product_burst(8.0, 0.4, 4.6, 5, CFG) == pytest.approx(5 / 7)
+    # product at 4.9: the room is floored at 0.25 stars, so a 0.1 shift is 0.4 of it -> flat factor
+    assert R.burst_headroom_share(0.1, 4.9, 5, CFG) == pytest.approx(0.4)
+    assert R.risk_product_burst(8.0, 0.1, 4.9, 5, CFG) == pytest.approx(0.5 * 5 / 7)
     # a busy day with the usual ratings (shift 0): burst_flat_factor 0.5 of it
-    assert R.risk_product_burst(8.0, 0.0, 5, CFG) == pytest.approx(0.5 * 5 / 7)
-    # a 1-star review in an upward burst goes against it: flat factor
-    assert R.risk_product_burst(8.0, 1.0, 1, CFG) == pytest.approx(0.5 * 5 / 7)
-    # a 1-star review in a downward burst (shift -0.625): 0.5 + 0.5 * (0.625 - 0.25) / 0.75 = 0.75
-    assert R.risk_product_burst(8.0, -0.625, 1, CFG) == pytest.approx(0.75 * 5 / 7)
-    # no other days to compare with: all of it
-    assert R.risk_product_burst(10.0, None, 5, CFG) == 1.0
-    assert R.risk_product_burst(None, 1.0, 5, CFG) is None
+    assert R.risk_product_burst(8.0, 0.0, 3.0, 5, CFG) == pytest.approx(0.5 * 5 / 7)
+    # a 1-star review in an upward burst goes against it (negative share): flat factor
+    assert R.burst_headroom_share(1.0, 3.0, 1, CFG) == pytest.approx(-0.5)
+    assert R.risk_product_burst(8.0, 1.0, 3.0, 1, CFG) == pytest.approx(0.5 * 5 / 7)
+    # a 1-star review in a downward burst: product at 3.0, window 1.4 lower -> 1.4 / 2.0 = 0.7
+    # of the room down to 1 star -> 0.5 + 0.5 * (0.7 - 0.4) / 0.5 = 0.8
+    assert R.risk_product_burst(8.0, -1.4, 3.0, 1, CFG) == pytest.approx(0.8 * 5 / 7)
+    # a 3-star review counts no direction: flat factor
+    assert R.burst_headroom_share(1.0, 3.0, 3, CFG) == 0.0
+    # no other days to compare with (or no rating): all of it
+    assert R.burst_headroom_share(None, None, 5, CFG) is None
+    assert R.risk_product_burst(10.0, None, None, 5, CFG) == 1.0
+    assert R.risk_product_burst(10.0, 1.0, 3.0, None, CFG) == 1.0
+    assert R.risk_product_burst(None, 1.0, 3.0, 5, CFG) is None
 
 
 def test_shouting_risk():
