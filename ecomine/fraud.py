@@ -63,6 +63,7 @@ SIGNAL_COLUMNS: tuple[str, ...] = (
     "sig_reviewer_extreme_share",
     "sig_reviewer_scored",
     "sig_reviewer_inflated_share",
+    "sig_product_inflating_reviewers",
     "sig_reviewer_deflated_share",
     "sig_reviewer_max_per_day",
     "sig_reviewer_consensus_dev",
@@ -255,6 +256,19 @@ def _reviewer_tables(k: DataFrame, ps: DataFrame, prs: DataFrame, cfg: FraudConf
         .agg(F.max(f"{_P}n").alias("sig_reviewer_max_per_day"))
     )
     return rv, per_day
+
+
+def _product_inflation_table(k: DataFrame, cfg: FraudConfig) -> DataFrame:
+    """Per product: distinct known reviewers with at least one inflated review on it (4-5
+    stars on a text that reads negative), ``sig_product_inflating_reviewers``."""
+    rating = F.col(f"{_P}rating")
+    gap = F.abs((rating - F.lit(1)) / F.lit(4.0) - F.col(f"{_P}p"))
+    return (
+        k.where(F.col("product_id").isNotNull() & F.col("reviewer_id").isNotNull())
+        .where((rating >= 4) & (gap >= cfg.disagreement_lo))
+        .groupBy("product_id")
+        .agg(F.countDistinct("reviewer_id").alias(f"{_P}inflating"))
+    )
 
 
 def _product_burst_table(k: DataFrame, cfg: FraudConfig) -> DataFrame:
@@ -611,6 +625,16 @@ def risk_columns(cfg: FraudConfig) -> dict[str, tuple[Column, Column]]:
                 c("sig_reviewer_scored"),
             ),
         ),
+        "coordinated_inflation": (
+            F.when(
+                c("sig_product_inflating_reviewers").isNotNull() & c("sig_rating_text_gap").isNotNull(),
+                F.when(
+                    c("reviewer_id").isNotNull() & (rating >= 4) & (c("sig_rating_text_gap") >= cfg.disagreement_lo),
+                    _ramp(c("sig_product_inflating_reviewers"), cfg.coordinated_lo, cfg.coordinated_hi),
+                ).otherwise(F.lit(0.0)),
+            ),
+            F.format_string(t["coordinated_inflation"], c("sig_product_inflating_reviewers")),
+        ),
         "reviewer_extremes": (extremes_risk, extremes_text),
         "reviewer_consensus": (
             consensus_risk,
@@ -761,10 +785,15 @@ def with_fraud_signals(df: DataFrame, cfg: FraudConfig | None = None) -> DataFra
     ps, prs = _consensus_tables(k)
     rv, per_day = _reviewer_tables(k, ps, prs, cfg)
     days = _product_burst_table(k, cfg)
+    inflating = _product_inflation_table(k, cfg)
     comps, clusters, product_copies, window_copies = _duplicate_tables(b, k, cfg)
     b = _join_consensus(b, ps, prs)
     b = b.join(rv, on="reviewer_id", how="left").join(per_day, on="reviewer_id", how="left")
     b = b.join(days, on=["product_id", f"{_P}day"], how="left")
+    b = b.join(inflating, on="product_id", how="left").withColumn(
+        "sig_product_inflating_reviewers",
+        F.when(F.col("product_id").isNotNull(), F.coalesce(F.col(f"{_P}inflating"), F.lit(0))),
+    )
     b = _with_component(b, comps).join(clusters, on=f"{_P}comp", how="left")
     b = b.join(product_copies, on=[f"{_P}comp", "product_id"], how="left")
     b = b.join(window_copies, on=[f"{_P}comp", "product_id", f"{_P}day"], how="left")

@@ -38,6 +38,7 @@ RISKS: tuple[str, ...] = (
     "disagreement",
     "product_burst",
     "reviewer_inflated",
+    "coordinated_inflation",
     "reviewer_extremes",
     "reviewer_consensus",
     "reviewer_burst",
@@ -55,6 +56,7 @@ DEFAULT_WEIGHTS: dict[str, float] = {
     "disagreement": 0.8,
     "product_burst": 0.98,
     "reviewer_inflated": 0.6,
+    "coordinated_inflation": 0.5,
     "reviewer_extremes": 0.5,
     "reviewer_consensus": 0.6,
     "reviewer_burst": 0.5,
@@ -239,6 +241,9 @@ class FraudConfig:
     inflated_share_hi: float = 0.75
     inflated_min_scored: int = 1  # reviews with rating and p_positive: one proves nothing
     inflated_full_scored: int = 3
+    # several accounts giving 4-5 stars to complaints on the same product: coordination
+    coordinated_lo: int = 1  # accounts with an inflated review on the product (1: only this one)
+    coordinated_hi: int = 3
     # an account whose disagreements also go the other way (1-2 stars on praise) is
     # confused about the scale, not paid: its disagreement and inflated risks shrink
     # by ramp(share of such "deflated" reviews, scale_confusion_lo, scale_confusion_hi)
@@ -299,6 +304,7 @@ class FraudConfig:
             ("extreme_min_rated", "extreme_full_rated"),
             ("inflated_share_lo", "inflated_share_hi"),
             ("inflated_min_scored", "inflated_full_scored"),
+            ("coordinated_lo", "coordinated_hi"),
             ("scale_confusion_lo", "scale_confusion_hi"),
             ("consensus_lo", "consensus_hi"),
             ("burst_z_lo", "burst_z_hi"),
@@ -447,6 +453,22 @@ def is_inflated(rating: float | None, p_positive: float | None, cfg: FraudConfig
     if r is None or gap is None:
         return None
     return r >= 4 and gap >= cfg.disagreement_lo
+
+
+def risk_coordinated_inflation(
+    inflating_reviewers: int | None, rating: float | None, p_positive: float | None, reviewer_known: bool, cfg: FraudConfig
+) -> float | None:
+    """For a review that is itself inflated (:func:`is_inflated`) by a known reviewer:
+    ramp(distinct reviewers with an inflated review on this product, coordinated_lo,
+    coordinated_hi); 0 for any other review with a rating and text score; None when the
+    product, the rating or the text score is unknown. One account reading the scale
+    backwards is an accident; several doing it on the same product is a campaign."""
+    inflated = is_inflated(rating, p_positive, cfg)
+    if inflated is None or inflating_reviewers is None:
+        return None
+    if not (inflated and reviewer_known):
+        return 0.0
+    return ramp(inflating_reviewers, cfg.coordinated_lo, cfg.coordinated_hi)
 
 
 def is_deflated(rating: float | None, p_positive: float | None, cfg: FraudConfig) -> bool | None:
@@ -612,6 +634,7 @@ REASON_TEMPLATES: dict[str, str] = {
     "duplicate": "duplicate text x%d",
     "product_burst": "product got %d reviews that day, %d in %d days (usual %.0f/day)",
     "reviewer_inflated": "reviewer gave 4-5 stars to %d of %d texts that read negative",
+    "coordinated_inflation": "%d accounts gave 4-5 stars to texts that read negative on this product",
     "reviewer_extremes": "reviewer rates only extremes (%d of %d ratings are 1 or 5 stars)",
     "reviewer_consensus": "reviewer is %.1f stars off product consensus on average",
     "reviewer_burst": "reviewer posted %d reviews in one day",

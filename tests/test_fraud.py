@@ -378,6 +378,31 @@ def test_product_burst_on_a_product_already_rated_high(spark):
     assert out["q0"]["sig_product_burst_z"] == pytest.approx(0.0) and out["q0"]["fraud_score"] == pytest.approx(0.0)
 
 
+
+def test_coordinated_inflation(spark):
+    """Two accounts giving 5 stars to complaints on one product: each such review carries
+    ramp(2, 1, 3) = 0.5 coordinated-inflation risk; a review that is not inflated none."""
+    rows = [
+        ("x1", "PX", "UX1", 5, "The kettle leaks at the seam and the handle got too hot", "en", ts("2025-01-01"), 0.05),
+        ("x2", "PX", "UX2", 5, "Stopped heating after a week and support never answered", "en", ts("2025-02-01"), 0.05),
+        ("x3", "PX", "UX3", 2, "Slow to boil and the lid is hard to open with one hand", "en", ts("2025-03-01"), 0.1),
+        ("y1", "PY", "UY1", 5, "Rust spots inside the kettle after the very first boil", "en", ts("2025-01-01"), 0.05),
+    ]
+    out = {r["review_id"]: r for r in with_fraud_signals(spark.createDataFrame(rows, SCHEMA), CFG).collect()}
+    assert [out[k]["sig_product_inflating_reviewers"] for k in ("x1", "x2", "x3", "y1")] == [2, 2, 2, 1]
+    # x1: disagreement gap 0.95 -> 1 x 0.8; coordinated 0.5 x 0.5; consensus of the others
+    # (5 + 2) / 2 = 3.5 is 1.5 away: no deviation risk; nothing else
+    assert out["x1"]["fraud_score"] == pytest.approx(1 - (1 - 0.8) * (1 - 0.5 * 0.5))
+    assert out["x1"]["fraud_reasons"] == [
+        "5 stars but text reads negative (p=0.05)",
+        "2 accounts gave 4-5 stars to texts that read negative on this product",
+    ]
+    assert "coordinated_inflation" not in out["x3"]["fraud_reason_codes"]
+    # y1 is alone on its product: an accident, not a campaign (disagreement only)
+    assert out["y1"]["fraud_score"] == pytest.approx(0.8)
+    assert R.risk_coordinated_inflation(2, 5, 0.05, True, CFG) == pytest.approx(0.5)
+
+
 # --------------------------------------------------------------------------- text
 
 

@@ -324,3 +324,16 @@ def test_config_defaults_and_validation():
 def test_weights_are_documented_probabilities():
     assert all(0.0 <= v <= 1.0 for v in R.DEFAULT_WEIGHTS.values())
     assert math.isclose(R.combine_noisy_or({"duplicate": 1.0}, R.DEFAULT_WEIGHTS), 0.98)
+
+
+def test_coordinated_inflation_risk():
+    # an inflated review (5 stars, p 0.1: gap 0.9) on a product where 1, 2, 3, 5 accounts inflate
+    assert [R.risk_coordinated_inflation(n, 5, 0.1, True, CFG) for n in (1, 2, 3, 5)] == pytest.approx([0, 0.5, 1, 1])
+    # a review that is not inflated (5 stars on praise, or 1 star on a complaint): 0
+    assert R.risk_coordinated_inflation(4, 5, 0.9, True, CFG) == 0.0
+    assert R.risk_coordinated_inflation(4, 1, 0.1, True, CFG) == 0.0
+    # unknown reviewer: 0; unknown product count, rating or text score: None
+    assert R.risk_coordinated_inflation(4, 5, 0.1, False, CFG) == 0.0
+    assert R.risk_coordinated_inflation(None, 5, 0.1, True, CFG) is None
+    assert R.risk_coordinated_inflation(4, None, 0.1, True, CFG) is None
+    assert R.risk_coordinated_inflation(4, 5, None, True, CFG) is None
