@@ -173,7 +173,8 @@ class TrainConfig:
     ``eval_every_steps``: validate every N optimizer steps (0 = at the end of each epoch);
     the best validation state is kept, and training stops after
     ``early_stopping_patience`` validations in a row without improvement (0 = never).
-    ``bf16_cpu``: bf16 autocast on CPU (on CUDA bf16 autocast is always on).
+    ``bf16_cpu``: bf16 autocast on CPUs with native bf16 (AVX-512 BF16 / AMX; ignored on
+    others, which train in fp32); on CUDA bf16 autocast is always on.
     """
 
     max_samples_per_language: int = 2000
@@ -193,7 +194,7 @@ class TrainConfig:
     freeze_embeddings: bool = False
     early_stopping_patience: int = 1
     eval_every_steps: int = 0
-    bf16_cpu: bool = False
+    bf16_cpu: bool = True
 
     def __post_init__(self) -> None:
         if self.device not in ("auto", "cpu", "cuda"):

@@ -240,3 +240,15 @@ def test_readme_star_ratings_to_three_class_sentiment_example():
     (spec,) = yaml.safe_load(block)["model"]["tasks"]
     task = TaskConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()})
     assert list(class_indices(task, [1, 2, 3, 4, 5, None, "n/a"])) == [0, 0, 1, 2, 2, -1, -1]
+
+
+def test_training_autocast_only_where_bf16_is_native():
+    from ecomine.model.train import training_autocast
+
+    native = "flags : fpu sse avx512f avx512_bf16\n"
+    plain = "flags : fpu sse avx2 avx512f\n"
+    assert training_autocast("cuda", False, plain)  # CUDA: always bf16 autocast
+    assert training_autocast("cpu", True, native)
+    assert not training_autocast("cpu", True, plain)  # emulated bf16 is slower than fp32: stay fp32
+    assert not training_autocast("cpu", False, native)  # switched off in config
+    assert TrainConfig().bf16_cpu  # on by default (bench/results/train_precision.json)

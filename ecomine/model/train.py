@@ -68,6 +68,19 @@ def set_seed(seed: int) -> None:
         torch.cuda.manual_seed_all(seed)
 
 
+def training_autocast(amp_device: str, bf16_cpu: bool, cpuinfo: str | None = None) -> bool:
+    """Whether to train under bf16 autocast: always on CUDA; on CPU when ``bf16_cpu`` is set
+    and the CPU has native bf16 instructions (elsewhere emulated bf16 is slower than fp32).
+    Weights, gradients and optimizer state stay fp32 either way. On this project's AMD EPYC
+    (AVX-512 BF16) it trains 1.65-1.77x faster with the same held-out metrics
+    (``bench/results/train_precision.json``)."""
+    if amp_device == "cuda":
+        return True
+    from ecomine.model.fastpath import cpu_has_bf16
+
+    return bool(bf16_cpu) and cpu_has_bf16(cpuinfo)
+
+
 def length_grouped_batches(lengths: list[int], batch_size: int, rng: np.random.Generator) -> list[list[int]]:
     """Shuffle, sort within mega-batches of 50 batches by length, then shuffle batch order:
     little padding per batch, still random across the epoch."""
@@ -209,7 +222,9 @@ class FineTuner:
         opt = torch.optim.AdamW(groups, lr=a.learning_rate)
         sched = get_linear_schedule_with_warmup(opt, int(a.warmup_ratio * total_steps), total_steps)
         amp_device = "cuda" if self.device_.startswith("cuda") else "cpu"
-        use_amp = amp_device == "cuda" or a.bf16_cpu
+        use_amp = training_autocast(amp_device, a.bf16_cpu)
+        if amp_device == "cpu" and a.bf16_cpu and not use_amp:
+            log.info("model.train.bf16_cpu: this CPU has no native bf16 (avx512_bf16/amx_bf16); training in fp32")
 
         self.history_: list[dict[str, Any]] = []
         state: dict[str, Any] = {"best": None, "weights": None, "bad": 0, "best_step": 0}
