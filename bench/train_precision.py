@@ -21,7 +21,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import sys
 import time
 from datetime import datetime, timezone
@@ -95,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     t_all = time.time()
+    where = q.machine()  # cpu model, cores, load average at the start
     records = []
     for name, n_train, n_test in CASES:
         ds = q.DATASETS[name]
@@ -122,11 +122,11 @@ def main(argv: list[str] | None = None) -> int:
     out = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {
-            "cpu": platform.processor() or platform.machine(),
-            "cores": os.cpu_count(),
+            **where,
             "native_bf16": cpu_has_bf16(),
             "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(),
+            "load_avg_1m_at_end": round(os.getloadavg()[0], 2),
         },
         "note": "real data, the quality bench's hash splits; same rows, seed and batches in both precisions",
         "wall_seconds": round(time.time() - t_all, 1),

@@ -72,7 +72,7 @@ def training_autocast(amp_device: str, bf16_cpu: bool, cpuinfo: str | None = Non
     """Whether to train under bf16 autocast: always on CUDA; on CPU when ``bf16_cpu`` is set
     and the CPU has native bf16 instructions (elsewhere emulated bf16 is slower than fp32).
     Weights, gradients and optimizer state stay fp32 either way. On this project's AMD EPYC
-    (AVX-512 BF16) it trains 1.65-1.77x faster with the same held-out metrics
+    (AVX-512 BF16) it trains 1.65-1.89x faster with the same held-out metrics
     (``bench/results/train_precision.json``)."""
     if amp_device == "cuda":
         return True
