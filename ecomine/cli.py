@@ -11,11 +11,24 @@ from pathlib import Path
 
 def job_parser(description: str | None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--conf-dir", default=os.environ.get("ECOMINE_CONF_DIR", "conf"), help="folder with base.yaml and <env>.yaml")
+    p.add_argument(
+        "--conf-dir", default=os.environ.get("ECOMINE_CONF_DIR", "conf"), help="folder with base.yaml and <env>.yaml"
+    )
     p.add_argument("--env", default=os.environ.get("ECOMINE_ENV", "local"), help="config layer on top of base.yaml")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key (repeatable)",
+    )
     p.add_argument("--log-level", default=os.environ.get("ECOMINE_LOG_LEVEL", "INFO"))
-    p.add_argument("--run-id", default=None, help="reuse a run id to retry a run: its Delta writes are skipped if already committed")
+    p.add_argument(
+        "--run-id",
+        default=None,
+        help="reuse a run id to retry a run: its Delta writes are skipped if already committed",
+    )
     return p
 
 
@@ -31,6 +44,7 @@ def setup_logging(level: str) -> None:
 
 
 # --------------------------------------------------------------------------- the `ecomine` console
+
 
 def _console_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
@@ -313,7 +327,7 @@ def _cmd_show(cfg, args) -> str | None:
     out.append(textwrap.fill(text, width=88, initial_indent="  ", subsequent_indent="  ") if text else "  (no text)")
     out.append("")
     if sc:
-        from ecomine.insights import task_outputs
+        from ecomine.derived.insights import task_outputs
 
         out.append(
             f"scores (model {sc.get('model_version')}, run {sc.get('run_id')}, scored {_v(sc.get('scored_at'))} UTC):"

@@ -24,8 +24,8 @@ from typing import Any
 
 import yaml
 
+from ecomine.derived.fraud_rules import FraudConfig
 from ecomine.errors import ConfigError
-from ecomine.fraud_rules import FraudConfig
 
 TASK_KINDS = ("binary", "multiclass", "ordinal", "regression")
 
@@ -162,7 +162,7 @@ class TaskConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Driver-side fine-tuning parameters (``ecomine.model.train.FineTuner``).
+    """Driver-side fine-tuning parameters (``ecomine.model.finetune.FineTuner``).
 
     ``lora``: train rank-``lora_r`` LoRA adapters on the attention query/value projections
     (alpha = 2 * r, dropout 0.1) plus the heads instead of every weight; the adapters are

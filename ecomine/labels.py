@@ -143,4 +143,3 @@ def input_texts(columns: Mapping[str, Sequence[object]], inputs: Sequence[str]) 
     from ecomine.text import clean_text
 
     return [clean_text(t) or "" for t in compose_text(columns, inputs)]
-

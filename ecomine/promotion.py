@@ -33,11 +33,17 @@ def decide(candidate: Metrics, current: Metrics | None, margin: float) -> dict[s
                 continue
             k = headline_metric(old)
             delta = float(new[k]) - float(old[k])
-            comparisons.append({"language": lang, "task": task, "metric": k, "current": old[k], "candidate": new[k], "delta": delta})
+            comparisons.append(
+                {"language": lang, "task": task, "metric": k, "current": old[k], "candidate": new[k], "delta": delta}
+            )
             if delta < -margin:
                 worse.append(f"{lang}/{task} {k} {new[k]:.4f} < current {old[k]:.4f} - {margin}")
     if missing:
         return {"promote": False, "reason": f"candidate lacks {missing}", "comparisons": comparisons}
     if worse:
         return {"promote": False, "reason": "; ".join(worse), "comparisons": comparisons}
-    return {"promote": True, "reason": f"no metric worse than current by more than {margin}", "comparisons": comparisons}
+    return {
+        "promote": True,
+        "reason": f"no metric worse than current by more than {margin}",
+        "comparisons": comparisons,
+    }

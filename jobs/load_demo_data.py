@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from ecomine import cli, config, pipeline, runs, session
+from ecomine import cli, config, session
+from ecomine.flows import pipeline
+from ecomine.io import runs
 
 
 def run(spark, cfg: config.Config, run_id: str | None = None) -> dict:

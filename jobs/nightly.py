@@ -8,7 +8,11 @@ import json
 import sys
 import time
 
-from ecomine import cli, config, pipeline, report, runs, session, training
+from ecomine import cli, config, session
+from ecomine.derived import report
+from ecomine.flows import pipeline
+from ecomine.flows import train as training
+from ecomine.io import runs
 
 
 def run(spark, cfg: config.Config, train: bool = False, run_id: str | None = None) -> runs.Run:
@@ -19,7 +23,9 @@ def run(spark, cfg: config.Config, train: bool = False, run_id: str | None = Non
         pipeline.derive_tables(spark, cfg, r, model)
     if r.details.get("selection") != "unchanged" or r.counts.get("rows_scored"):
         # After the ledger row is final, so the page shows the run's real status and times.
-        r.details["report"] = report.write_report(report.render_run_report(spark, cfg, r.run_id), report.reports_dir(cfg), r.run_id)
+        r.details["report"] = report.write_report(
+            report.render_run_report(spark, cfg, r.run_id), report.reports_dir(cfg), r.run_id
+        )
     return r
 
 
@@ -33,7 +39,9 @@ def _summary(spark, cfg: config.Config, r: runs.Run, seconds: float) -> str:
     ]
     if model:
         for row in training.summarize_metrics(json.loads(model["metrics"])):
-            lines.append(f"    {row['language']:<7} {row['task']:<10} {row['method']:<10} {row['metric']} {row['value']:.3f}  (n={row['n']})")
+            lines.append(
+                f"    {row['language']:<7} {row['task']:<10} {row['method']:<10} {row['metric']} {row['value']:.3f}  (n={row['n']})"
+            )
     if r.details.get("catalog"):
         c = r.details["catalog"]
         lines.append(f"  catalog products scored {c['scored']}, rejected {c['rejected']}, written {c['written']}")

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import sys
 
-from ecomine import cli, config, pipeline, runs, session, training
+from ecomine import cli, config, session
 from ecomine.errors import ModelArtifactError
+from ecomine.flows import pipeline
+from ecomine.flows import train as training
+from ecomine.io import runs
 
 
 def run(spark, cfg: config.Config, run_id: str | None = None) -> runs.Run:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import sys
 
-from ecomine import cli, config, runs, session, training
+from ecomine import cli, config, session
+from ecomine.flows import train as training
+from ecomine.io import runs
 
 
 def run(spark, cfg: config.Config, run_id: str | None = None) -> dict:

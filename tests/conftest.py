@@ -21,7 +21,9 @@ def warehouse(tmp_path_factory) -> Path:
 def base_cfg(warehouse):
     from ecomine import config
 
-    return config.load(ROOT / "conf", "test", [f"storage.root={warehouse}", f"storage.artifacts={warehouse}/_artifacts"])
+    return config.load(
+        ROOT / "conf", "test", [f"storage.root={warehouse}", f"storage.artifacts={warehouse}/_artifacts"]
+    )
 
 
 @pytest.fixture(scope="session")

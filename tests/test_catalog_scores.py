@@ -77,12 +77,25 @@ def test_catalog_task_name_may_not_repeat_a_review_task():
 
 
 def test_promotion_compares_the_headline_metric_of_each_kind():
-    current = {"en": {"rating": {"macro_f1": 0.80}}, "catalog": {"price": {"r2": 0.40, "rmse": 0.6}, "condition": {"qwk": 0.50, "macro_f1": 0.3}}}
-    better = {"en": {"rating": {"macro_f1": 0.80}}, "catalog": {"price": {"r2": 0.41, "rmse": 0.9}, "condition": {"qwk": 0.50, "macro_f1": 0.1}}}
-    worse = {"en": {"rating": {"macro_f1": 0.80}}, "catalog": {"price": {"r2": 0.30, "rmse": 0.5}, "condition": {"qwk": 0.55, "macro_f1": 0.9}}}
+    current = {
+        "en": {"rating": {"macro_f1": 0.80}},
+        "catalog": {"price": {"r2": 0.40, "rmse": 0.6}, "condition": {"qwk": 0.50, "macro_f1": 0.3}},
+    }
+    better = {
+        "en": {"rating": {"macro_f1": 0.80}},
+        "catalog": {"price": {"r2": 0.41, "rmse": 0.9}, "condition": {"qwk": 0.50, "macro_f1": 0.1}},
+    }
+    worse = {
+        "en": {"rating": {"macro_f1": 0.80}},
+        "catalog": {"price": {"r2": 0.30, "rmse": 0.5}, "condition": {"qwk": 0.55, "macro_f1": 0.9}},
+    }
     ok = promotion.decide(better, current, margin=0.01)
     assert ok["promote"] is True  # rmse and ordinal macro-F1 are not headlines
-    assert {(c["task"], c["metric"]) for c in ok["comparisons"]} == {("rating", "macro_f1"), ("price", "r2"), ("condition", "qwk")}
+    assert {(c["task"], c["metric"]) for c in ok["comparisons"]} == {
+        ("rating", "macro_f1"),
+        ("price", "r2"),
+        ("condition", "qwk"),
+    }
     no = promotion.decide(worse, current, margin=0.01)
     assert no["promote"] is False and "catalog/price r2 0.3000" in no["reason"]
 
@@ -176,7 +189,9 @@ def test_rerun_commits_nothing_and_an_edit_rewrites_only_its_row(spark, lake):
 
     old = _pd(cfg, "catalog_scores").set_index("product_id")
     victim = sorted(p for p in old.index if not p.startswith("bad-"))[0]
-    DeltaTable.forPath(spark, cfg.table("catalog")).update(f"product_id = '{victim}'", {"description": "'Brand new, never worn, with tags'"})
+    DeltaTable.forPath(spark, cfg.table("catalog")).update(
+        f"product_id = '{victim}'", {"description": "'Brand new, never worn, with tags'"}
+    )
     edited = score.run(spark, cfg)
     assert edited.details["catalog"]["scored"] == 1 and edited.details["catalog"]["written"] == 1
     assert RsTable(cfg.table("catalog_scores")).version() == before + 1
@@ -190,6 +205,9 @@ def test_every_catalog_scores_column_is_documented_with_its_type(spark, lake):
 
     cfg, _, _ = lake
     section = (ROOT / "docs" / "tables.md").read_text().split("### catalog_scores", 1)[1].split("\n### ", 1)[0]
-    documented = [(re.compile("^" + re.sub(r"<[a-z]+>", "[a-z0-9_]+", c) + "$"), t.strip()) for c, t in re.findall(r"^\| `([^`]+)` \| ([^|]+) \|", section, flags=re.M)]
+    documented = [
+        (re.compile("^" + re.sub(r"<[a-z]+>", "[a-z0-9_]+", c) + "$"), t.strip())
+        for c, t in re.findall(r"^\| `([^`]+)` \| ([^|]+) \|", section, flags=re.M)
+    ]
     for col, typ in spark.read.format("delta").load(cfg.table("catalog_scores")).dtypes:
         assert next((t for p, t in documented if p.match(col)), None) == typ, f"catalog_scores.{col} ({typ})"

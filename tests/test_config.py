@@ -44,7 +44,11 @@ def test_bool_is_not_an_int():
 
 def test_invalid_task_is_rejected():
     with pytest.raises(ConfigError, match="kind"):
-        config.load(ROOT / "conf", "test", ["model.tasks=[{name: x, kind: fuzzy, target: label, label_map: {}, classes: [a, b]}]"])
+        config.load(
+            ROOT / "conf",
+            "test",
+            ["model.tasks=[{name: x, kind: fuzzy, target: label, label_map: {}, classes: [a, b]}]"],
+        )
 
 
 def test_env_var_expansion(monkeypatch):
@@ -64,7 +68,9 @@ def test_table_paths_absolute_and_uri_kept():
 
 
 def test_spark_keys_with_dots_can_be_overridden():
-    cfg = config.load(ROOT / "conf", "test", ["spark.conf.spark.master=local[1]", "spark.conf.spark.sql.shuffle.partitions=3"])
+    cfg = config.load(
+        ROOT / "conf", "test", ["spark.conf.spark.master=local[1]", "spark.conf.spark.sql.shuffle.partitions=3"]
+    )
     assert cfg.spark.conf["spark.master"] == "local[1]"
     assert cfg.spark.conf["spark.sql.shuffle.partitions"] == "3"
     assert cfg.spark.conf["spark.ui.enabled"] == "false"  # the rest of the layer stays
@@ -85,7 +91,7 @@ def test_missing_env_file():
 def test_base_yaml_documents_the_code_defaults():
     """conf/base.yaml lists every key with its default: it must agree with the dataclasses."""
     from ecomine.config import ExplainConfig, InsightsConfig
-    from ecomine.fraud_rules import FraudConfig
+    from ecomine.derived.fraud_rules import FraudConfig
 
     cfg = config.load(ROOT / "conf", None)
     assert cfg.fraud == FraudConfig()

@@ -6,7 +6,7 @@ import json
 
 from deltalake import DeltaTable as RsTable  # delta-rs: an independent reader of the same table
 
-from ecomine import delta_io
+from ecomine.io import delta_io
 
 DDL = "k string, v int, run_id string"
 
@@ -28,7 +28,11 @@ def test_merge_inserts_updates_and_is_idempotent(spark, tmp_path):
     assert (m["inserted"], m["updated"]) == (1, 1)
 
     rows = sorted(RsTable(path).to_pandas().itertuples(index=False))
-    assert [(r.k, None if r.v != r.v else int(r.v), r.run_id) for r in rows] == [("a", 10, "r3"), ("b", 2, "r1"), ("c", None, "r3")]
+    assert [(r.k, None if r.v != r.v else int(r.v), r.run_id) for r in rows] == [
+        ("a", 10, "r3"),
+        ("b", 2, "r1"),
+        ("c", None, "r3"),
+    ]
     hist = spark.sql(f"DESCRIBE HISTORY delta.`{path}`").orderBy("version").collect()
     assert json.loads(hist[-1]["userMetadata"]) == {"run_id": "r3"}
     assert hist[-1]["version"] > v1
@@ -64,7 +68,10 @@ def test_merge_adds_a_new_column_then_is_idempotent_again(spark, tmp_path):
     m = delta_io.merge_into(spark, path, new, ["k"], compare=["v", "w"])
     # a and b exist without w: both updated once (b's w stays null, but its row is rewritten); c inserted
     assert (m["inserted"], m["updated"]) == (1, 2)
-    got = {r.k: (int(r.v), None if r.w != r.w else r.w, r.run_id) for r in RsTable(path).to_pandas().itertuples(index=False)}
+    got = {
+        r.k: (int(r.v), None if r.w != r.w else r.w, r.run_id)
+        for r in RsTable(path).to_pandas().itertuples(index=False)
+    }
     assert got == {"a": (1, 0.5, "r2"), "b": (2, None, "r2"), "c": (3, 1.5, "r2")}
     v = delta_io.table_version(spark, path)
     m = delta_io.merge_into(spark, path, new, ["k"], compare=["v", "w"])

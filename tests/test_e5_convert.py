@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from ecomine.errors import ModelArtifactError
-from ecomine.model import e5_convert
+from ecomine.tools import e5_convert
 
 EN_ZH = [
     "The battery lasts all day and the screen is gorgeous.",

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ecomine import explain
+from ecomine.derived import explain
 
 NEG_WORDS = ["terrible", "awful", "horrible", "disgusting"]
 POS_WORDS = ["excellent", "wonderful", "great", "delicious"]

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from ecomine import demo_data
+from ecomine.io import demo_data
 from ecomine.model import fastpath
 from ecomine.model.encoders import resolve_base
 from ecomine.model.network import MultiHeadEncoder
@@ -60,4 +60,3 @@ def test_cpu_bf16_flag_parsing():
     assert fastpath.cpu_has_bf16("flags : fpu amx_bf16 amx_tile\n")
     assert not fastpath.cpu_has_bf16("flags : fpu sse avx2 avx512f avx512_vnni\n")
     assert not fastpath.cpu_has_bf16("")
-

@@ -1,4 +1,4 @@
-"""Spark tests of ecomine.fraud on tiny hand-built marketplaces.
+"""Spark tests of ecomine.derived.fraud on tiny hand-built marketplaces.
 
 Every expected value below is worked out by hand from the rows (see the comments), not
 recomputed with the code under test. One module-scoped run of ``with_fraud_signals``
@@ -14,10 +14,10 @@ import pytest
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from ecomine import fraud_rules as R
+from ecomine.derived import fraud_rules as R
+from ecomine.derived.fraud import SIGNAL_COLUMNS, product_risk, reviewer_risk, with_fraud_signals
+from ecomine.derived.fraud_rules import FraudConfig
 from ecomine.errors import DataError, SchemaError
-from ecomine.fraud import SIGNAL_COLUMNS, product_risk, reviewer_risk, with_fraud_signals
-from ecomine.fraud_rules import FraudConfig
 
 SCHEMA = (
     "review_id string, product_id string, reviewer_id string, rating int, text string, "
@@ -350,13 +350,15 @@ def test_product_burst(scored):
     assert h0["fraud_reasons"] == []
 
 
-
 def test_product_burst_on_a_product_already_rated_high(spark):
     """The direction factor counts the share of the room left on the scale that the window's
     ratings close, computed here by hand and checked against the pure twin."""
     # product PQ: a 4-star review on each of 6 quiet days, then a day with 5 five-star and
     # 5 four-star reviews (the same distinct texts as PB's burst, on another product)
-    rows = [(f"q{i}", "PQ", f"UQ{i}", 4, text, "en", ts(day), 0.75) for i, (day, text) in enumerate(zip(HISTORY_DAYS, HISTORY_TEXTS))]
+    rows = [
+        (f"q{i}", "PQ", f"UQ{i}", 4, text, "en", ts(day), 0.75)
+        for i, (day, text) in enumerate(zip(HISTORY_DAYS, HISTORY_TEXTS))
+    ]
     rows += [
         (f"r{i}", "PQ", f"UR{i}", 5 if i < 5 else 4, text, "en", ts("2025-03-01", 8 + i), 0.95 if i < 5 else 0.75)
         for i, text in enumerate(BURST_TEXTS)
@@ -376,7 +378,6 @@ def test_product_burst_on_a_product_already_rated_high(spark):
     assert r0["fraud_reason_codes"] == ["product_burst"]
     # the quiet days are no burst
     assert out["q0"]["sig_product_burst_z"] == pytest.approx(0.0) and out["q0"]["fraud_score"] == pytest.approx(0.0)
-
 
 
 def test_coordinated_inflation(spark):
@@ -567,8 +568,8 @@ TWIN_TEXTS = [
 
 def test_regex_twins_agree(spark):
     """The pure-Python twins in fraud_rules and the Spark expressions read the same regexes alike."""
-    from ecomine import fraud as FR
-    from ecomine import fraud_rules as R
+    from ecomine.derived import fraud as FR
+    from ecomine.derived import fraud_rules as R
 
     rows = [(f"w{i}", None, None, None, t, "en", None, None) for i, t in enumerate(TWIN_TEXTS)]
     cfg = FraudConfig()

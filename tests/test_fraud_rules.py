@@ -1,4 +1,4 @@
-"""Pure tests of ecomine.fraud_rules (no JVM). Expected values are worked out by hand."""
+"""Pure tests of ecomine.derived.fraud_rules (no JVM). Expected values are worked out by hand."""
 
 from __future__ import annotations
 
@@ -9,15 +9,15 @@ import sys
 
 import pytest
 
-from ecomine import fraud_rules as R
+from ecomine.derived import fraud_rules as R
+from ecomine.derived.fraud_rules import FraudConfig
 from ecomine.errors import ConfigError
-from ecomine.fraud_rules import FraudConfig
 
 CFG = FraudConfig()
 
 
 def test_module_imports_no_pyspark():
-    code = "import sys, ecomine.fraud_rules; print('pyspark' in sys.modules)"
+    code = "import sys, ecomine.derived.fraud_rules; print('pyspark' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

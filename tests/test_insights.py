@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from ecomine import insights
+from ecomine.derived import insights
 
 ROOT = Path(__file__).resolve().parents[1]
 NOW = datetime(2026, 11, 28, 6, 0, tzinfo=timezone.utc)
@@ -108,7 +108,9 @@ FRAUD = [
     ("r9", 0.0),
     ("r10", 0.99),
 ]
-CATALOG_DDL = "product_id string, name string, category string, brand string, price double, description string, condition string"
+CATALOG_DDL = (
+    "product_id string, name string, category string, brand string, price double, description string, condition string"
+)
 CATALOG = [
     ("P1", "Green Tea", "Grocery/Tea/Green", "Leafy", 12.5, "loose leaf", "1"),
     ("P2", "Coffee Beans", "Grocery/Coffee", "Bean Co", 20.0, None, "1"),
@@ -737,16 +739,16 @@ METRICS = (
 
 @pytest.fixture(scope="module")
 def doc_lake(spark, frames, base_cfg, tmp_path_factory):
-    """Every documented table, as the code produces it (the fraud tables by ecomine.fraud,
-    the insight tables by ecomine.insights, explanations via ecomine.explain), written as
+    """Every documented table, as the code produces it (the fraud tables by ecomine.derived.fraud,
+    the insight tables by ecomine.derived.insights, explanations via ecomine.derived.explain), written as
     Delta and registered as temporary views under their logical names."""
     import pandas as pd
     from pyspark.sql import functions as F
 
-    from ecomine import explain, fraud
-    from ecomine.fraud_rules import FraudConfig
-    from ecomine.runs import RUNS_DDL
-    from ecomine.training import MODELS_DDL
+    from ecomine.derived import explain, fraud
+    from ecomine.derived.fraud_rules import FraudConfig
+    from ecomine.flows.train import MODELS_DDL
+    from ecomine.io.runs import RUNS_DDL
 
     root = tmp_path_factory.mktemp("doclake")
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from pyspark.sql import functions as F
 
-from ecomine import scoring, tables
 from ecomine.config import ReviewColumns
 from ecomine.errors import SchemaError
+from ecomine.flows import score as scoring
+from ecomine.io import tables
 
 SRC = "rid string, body string, lang string, stars string, pid string"
 ROWS = [
@@ -58,7 +59,11 @@ def test_every_row_is_scorable_or_rejected_with_reason(prepared):
 def test_language_and_rating_parsing(prepared):
     rows = {r["review_id"]: r for r in prepared.filter(F.col("review_id").isin("1", "7", "8")).collect()}
     assert rows["1"]["language"] == "en" and rows["1"]["rating"] == 5
-    assert rows["7"]["language"] == "zh" and rows["7"]["rating"] is None and rows["7"]["rating_issue"] == "rating_out_of_range"
+    assert (
+        rows["7"]["language"] == "zh"
+        and rows["7"]["rating"] is None
+        and rows["7"]["rating_issue"] == "rating_out_of_range"
+    )
     assert rows["8"]["language"] == "en" and rows["8"]["rating_issue"] == "rating_not_a_number"
     assert rows["8"]["rating_raw"] == "five"
 
@@ -79,7 +84,14 @@ def test_optional_columns_become_typed_nulls(spark):
     df = spark.createDataFrame([(1, "t")], "rid int, body string")
     out = tables.conform(df, "reviews", MAPPING, tables.REVIEW_SCHEMA)
     assert dict(out.dtypes) == {
-        "review_id": "string", "text": "string", "product_id": "string", "reviewer_id": "string", "rating": "string",
-        "label": "string", "language": "string", "created_at": "timestamp", "source": "string",
+        "review_id": "string",
+        "text": "string",
+        "product_id": "string",
+        "reviewer_id": "string",
+        "rating": "string",
+        "label": "string",
+        "language": "string",
+        "created_at": "timestamp",
+        "source": "string",
     }
     assert out.first()["review_id"] == "1" and out.first()["reviewer_id"] is None

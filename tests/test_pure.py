@@ -72,8 +72,17 @@ def test_label_mapping():
 
 @pytest.mark.parametrize(
     "value,expected",
-    [(5, (5, None)), ("3", (3, None)), (4.0, (4, None)), (0, (None, "rating_out_of_range")), (6, (None, "rating_out_of_range")),
-     (3.5, (None, "rating_out_of_range")), ("five", (None, "rating_not_a_number")), (None, (None, None)), (float("nan"), (None, None))],
+    [
+        (5, (5, None)),
+        ("3", (3, None)),
+        (4.0, (4, None)),
+        (0, (None, "rating_out_of_range")),
+        (6, (None, "rating_out_of_range")),
+        (3.5, (None, "rating_out_of_range")),
+        ("five", (None, "rating_not_a_number")),
+        (None, (None, None)),
+        (float("nan"), (None, None)),
+    ],
 )
 def test_parse_rating(value, expected):
     assert labels.parse_rating(value) == expected

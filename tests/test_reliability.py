@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 from deltalake import DeltaTable as RsTable
 
-from ecomine import config, lock
+from ecomine import config
 from ecomine.errors import ConcurrentRunError, DataError, ModelArtifactError, SchemaError
+from ecomine.io import lock
 from jobs import load_demo_data, nightly, score, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,8 +62,10 @@ def test_incremental_run_reads_only_new_and_edited_rows(spark, lake):
         f"WHERE review_id IN ('{edited[0]}', '{edited[1]}')"
     )
     spark.createDataFrame(
-        [("new-1", None, None, 5, "great", "Fresh new review: lovely tea.", "en", None, "test"),
-         ("new-2", None, None, None, None, "新来的评论，很好用", "zh", None, "test")],
+        [
+            ("new-1", None, None, 5, "great", "Fresh new review: lovely tea.", "en", None, "test"),
+            ("new-2", None, None, None, None, "新来的评论，很好用", "zh", None, "test"),
+        ],
         "review_id string, product_id string, reviewer_id string, rating int, label string, text string, "
         "language string, created_at timestamp, source string",
     ).write.format("delta").mode("append").save(cfg.table("reviews"))
@@ -94,10 +97,26 @@ def test_sigkill_during_scoring_then_rerun(spark, lake, tmp_path):
     log_path = tmp_path / "killed.log"
     with open(log_path, "w") as log_f:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "jobs.nightly", "--conf-dir", str(ROOT / "conf"), "--env", "test",
-             "--set", f"storage.root={cfg.storage.root}", "--set", f"storage.artifacts={cfg.storage.artifacts}",
-             "--set", "scoring.batch_size=2"],
-            cwd=ROOT, env=env, stdout=log_f, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "jobs.nightly",
+                "--conf-dir",
+                str(ROOT / "conf"),
+                "--env",
+                "test",
+                "--set",
+                f"storage.root={cfg.storage.root}",
+                "--set",
+                f"storage.artifacts={cfg.storage.artifacts}",
+                "--set",
+                "scoring.batch_size=2",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log_f,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         deadline = time.time() + 300
         while time.time() < deadline and "reviews read:" not in log_path.read_text():
@@ -106,7 +125,9 @@ def test_sigkill_during_scoring_then_rerun(spark, lake, tmp_path):
         time.sleep(3)  # inside the scoring stage (batch_size=2 keeps it going for a while)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    killed_id = [ln for ln in log_path.read_text().splitlines() if "(nightly) started" in ln][0].split("run ")[1].split()[0]
+    killed_id = (
+        [ln for ln in log_path.read_text().splitlines() if "(nightly) started" in ln][0].split("run ")[1].split()[0]
+    )
     assert _pd(cfg, "runs").set_index("run_id").loc[killed_id, "status"] == "running"  # died without a word
 
     r = nightly.run(spark, cfg)  # takes over the dead run's lock, finishes the work
@@ -142,14 +163,26 @@ def test_second_run_fails_fast_while_one_is_running(spark, lake):
 
 
 def _bad_reviews_table(spark, path: str, ddl: str, rows: list) -> None:
-    spark.createDataFrame(rows, ddl).write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(path)
+    spark.createDataFrame(rows, ddl).write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(
+        path
+    )
 
 
 @pytest.mark.parametrize(
     "ddl,rows,error,match",
     [
-        ("review_id string, body string", [("x1", "hello there")], SchemaError, r"lacks required column 'text' \(logical text\)"),
-        ("review_id string, text int", [("x1", 7)], SchemaError, r"column 'text' \(logical text\) has type int; expected string"),
+        (
+            "review_id string, body string",
+            [("x1", "hello there")],
+            SchemaError,
+            r"lacks required column 'text' \(logical text\)",
+        ),
+        (
+            "review_id string, text int",
+            [("x1", 7)],
+            SchemaError,
+            r"column 'text' \(logical text\) has type int; expected string",
+        ),
         ("review_id string, text string", [], DataError, r"is empty"),
     ],
     ids=["missing-column", "wrong-type", "empty-table"],

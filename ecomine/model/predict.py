@@ -109,7 +109,9 @@ def frame_from_columns(cols: list[tuple[str, str]], out: dict[str, np.ndarray]) 
 
 
 class _LanguageModel:
-    def __init__(self, root: Path, spec: dict[str, Any], tasks: list[dict[str, Any]], device: str, precision: str = "fp32"):
+    def __init__(
+        self, root: Path, spec: dict[str, Any], tasks: list[dict[str, Any]], device: str, precision: str = "fp32"
+    ):
         import torch
         from safetensors.torch import load_file
         from transformers import AutoModel, AutoTokenizer
@@ -143,7 +145,9 @@ class Predictor:
     catalog model in ``catalog/``, outputs of ``manifest["catalog"]["tasks"]``; every text
     goes to it: pass ``ANY`` as its language)."""
 
-    def __init__(self, path: str | Path, device: str = "cpu", verify: bool = True, precision: str = "fp32", scope: str = REVIEWS):
+    def __init__(
+        self, path: str | Path, device: str = "cpu", verify: bool = True, precision: str = "fp32", scope: str = REVIEWS
+    ):
         t0 = time.time()
         self.path = str(path)
         self.scope = scope
@@ -167,7 +171,12 @@ class Predictor:
             raise ValueError(f"scope must be {REVIEWS!r} or {CATALOG!r}, got {scope!r}")
         self.device = device
         log.info(
-            "loaded model %s (%s: %s) on %s in %.1fs", self.model_version, scope, sorted(self.models), device, time.time() - t0
+            "loaded model %s (%s: %s) on %s in %.1fs",
+            self.model_version,
+            scope,
+            sorted(self.models),
+            device,
+            time.time() - t0,
         )
 
     @property

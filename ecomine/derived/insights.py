@@ -1,7 +1,7 @@
 """Insight tables for people downstream: per product, per category level, per reviewer.
 
 Spark transforms only: every function returns a DataFrame and writes nothing (the
-nightly job MERGEs the results through :mod:`ecomine.delta_io`). Column meanings and
+nightly job MERGEs the results through :mod:`ecomine.io.delta_io`). Column meanings and
 null semantics are documented in ``docs/tables.md``; the short version:
 
 * The population is the rows of ``review_scores`` (scored reviews). Rejected reviews

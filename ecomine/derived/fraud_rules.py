@@ -1,6 +1,6 @@
 """Pure rules behind ecomine's fraud signals (no pyspark; unit-tested without a JVM).
 
-`ecomine.fraud` computes raw signal columns (``sig_*``) in Spark and turns them into a
+`ecomine.derived.fraud` computes raw signal columns (``sig_*``) in Spark and turns them into a
 score with native column expressions. This module is the single written-down version
 of everything in that chain that is not a Spark join or aggregate:
 
@@ -13,7 +13,7 @@ of everything in that chain that is not a Spark join or aggregate:
   render) and how the top reasons are chosen;
 * :class:`FraudConfig`, the frozen dataclass holding every threshold and weight.
 
-The Spark code in :mod:`ecomine.fraud` builds its expressions from the same constants
+The Spark code in :mod:`ecomine.derived.fraud` builds its expressions from the same constants
 and config fields, and the Spark tests check both sides on hand-computed values.
 
 The risk transforms are hand-set, documented guesses of how suspicious a raw value
@@ -456,7 +456,11 @@ def is_inflated(rating: float | None, p_positive: float | None, cfg: FraudConfig
 
 
 def risk_coordinated_inflation(
-    inflating_reviewers: int | None, rating: float | None, p_positive: float | None, reviewer_known: bool, cfg: FraudConfig
+    inflating_reviewers: int | None,
+    rating: float | None,
+    p_positive: float | None,
+    reviewer_known: bool,
+    cfg: FraudConfig,
 ) -> float | None:
     """For a review that is itself inflated (:func:`is_inflated`) by a known reviewer:
     ramp(distinct reviewers with an inflated review on this product, coordinated_lo,
@@ -543,7 +547,9 @@ def burst_z(count: int | None, expected: float | None) -> float | None:
     return (count - expected) / math.sqrt(expected)
 
 
-def burst_headroom_share(shift: float | None, other: float | None, rating: int | None, cfg: FraudConfig) -> float | None:
+def burst_headroom_share(
+    shift: float | None, other: float | None, rating: int | None, cfg: FraudConfig
+) -> float | None:
     """Share of the room left on the scale that the window's rating shift closes, in this
     review's direction. ``shift`` = mean rating in the window minus ``other``, the
     product's mean on its other days. A 4-5 star review counts an upward shift against

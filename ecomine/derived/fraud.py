@@ -11,7 +11,7 @@ and adds:
   are ``HashingTF`` + ``MinHashLSH`` from ``pyspark.ml.feature`` for near-duplicate
   texts and, when supervised, ``LogisticRegression``.
 * ``fraud_score`` in [0, 1]: each signal mapped to a risk by the fixed transforms in
-  :mod:`ecomine.fraud_rules` and combined by noisy-OR over the known risks (missing
+  :mod:`ecomine.derived.fraud_rules` and combined by noisy-OR over the known risks (missing
   signals are ignored, so every review gets a score). With ``cfg.supervised`` and a
   label column, a logistic regression on the risks replaces the noisy-OR and the rules
   score is kept as ``fraud_score_rules``.
@@ -35,9 +35,9 @@ from functools import reduce
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from ecomine import fraud_rules as R
+from ecomine.derived import fraud_rules as R
+from ecomine.derived.fraud_rules import FraudConfig
 from ecomine.errors import DataError, SchemaError
-from ecomine.fraud_rules import FraudConfig
 
 log = logging.getLogger(__name__)
 
@@ -502,7 +502,7 @@ def _with_component(rows: DataFrame, comps: DataFrame | None) -> DataFrame:
 
 def risk_columns(cfg: FraudConfig) -> dict[str, tuple[Column, Column]]:
     """Per risk name: (risk in [0, 1] or null, reason text), built from ``sig_*`` columns
-    with the transforms documented in :mod:`ecomine.fraud_rules`."""
+    with the transforms documented in :mod:`ecomine.derived.fraud_rules`."""
     c = F.col
     t = R.REASON_TEMPLATES
     rating = c(f"{_P}rating")

