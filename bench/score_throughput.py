@@ -43,14 +43,10 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # bench scripts run from a checkout
 
-from ecomine import config, session  # noqa: E402
-from ecomine.flows import train as training  # noqa: E402
-from ecomine.io import (
-    delta_io,  # noqa: E402
-    demo_data,  # noqa: E402
-)
+from ecomine import config, session
+from ecomine.flows import train as training
+from ecomine.io import delta_io, demo_data
 
 log = logging.getLogger("bench.throughput")
 LAKE = ROOT / "bench" / ".lakehouse"

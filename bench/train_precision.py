@@ -21,20 +21,17 @@ import argparse
 import json
 import logging
 import os
-import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+import quality as q  # the quality bench (bench/ is on sys.path when run as a script): data sets, splits, metrics
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import quality as q  # noqa: E402  (the quality bench: data sets, splits, metrics)
-
-from ecomine.config import TrainConfig  # noqa: E402
-from ecomine.labels import task_targets  # noqa: E402
-from ecomine.model.encoders import needs_query_prefix, resolve_base  # noqa: E402
-from ecomine.model.fastpath import cpu_has_bf16  # noqa: E402
+from ecomine.config import TrainConfig
+from ecomine.labels import task_targets
+from ecomine.model.encoders import needs_query_prefix, resolve_base
+from ecomine.model.fastpath import cpu_has_bf16
 
 ROOT = Path(__file__).resolve().parents[1]
 log = logging.getLogger("bench.train_precision")
