@@ -42,11 +42,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
-
 from ecomine import config, session
 from ecomine.flows import train as training
 from ecomine.io import delta_io, demo_data
+
+ROOT = Path(__file__).resolve().parents[1]
+
 
 log = logging.getLogger("bench.throughput")
 LAKE = ROOT / "bench" / ".lakehouse"
