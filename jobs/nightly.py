@@ -18,8 +18,7 @@ from ecomine.io import runs
 def run(spark, cfg: config.Config, train: bool = False, run_id: str | None = None) -> runs.Run:
     with runs.recorded(spark, cfg.table("runs"), cfg.storage.root, "nightly", run_id) as r:
         model = pipeline.ensure_model(spark, cfg, r, force_train=train)
-        pipeline.score_reviews(spark, cfg, r, model)
-        pipeline.score_catalog(spark, cfg, r, model)
+        pipeline.score_entities(spark, cfg, r, model)
         pipeline.derive_tables(spark, cfg, r, model)
     if r.details.get("selection") != "unchanged" or r.counts.get("rows_scored"):
         # After the ledger row is final, so the page shows the run's real status and times.

@@ -16,8 +16,7 @@ def run(spark, cfg: config.Config, run_id: str | None = None) -> runs.Run:
         model = training.current_model(spark, cfg)
         if model is None:
             raise ModelArtifactError(f"no current model in {cfg.table('models')}; run jobs/train.py first")
-        pipeline.score_reviews(spark, cfg, r, model)
-        pipeline.score_catalog(spark, cfg, r, model)
+        pipeline.score_entities(spark, cfg, r, model)
         return r
 
 

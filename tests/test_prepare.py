@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 from pyspark.sql import functions as F
 
@@ -34,13 +36,13 @@ def prepared(spark):
     df = spark.createDataFrame(ROWS, SRC)
     conformed = tables.conform(df, "reviews", MAPPING, tables.REVIEW_SCHEMA)
     out = conformed.transform(scoring.with_prepared_text, min_chars=2, languages=["en", "zh"]).transform(
-        scoring.with_duplicate_check
+        scoring.with_key_checks, key="review_id"
     )
     return out.cache()
 
 
 def test_every_row_is_scorable_or_rejected_with_reason(prepared):
-    scorable, rejects = scoring.split_rejects(prepared)
+    scorable, rejects = scoring.split_rejects(prepared, "review_id")
     got = {(r["review_id"], r["reject_reason"]) for r in rejects.collect()}
     assert got == {
         ("2", "null_text"),
@@ -52,8 +54,13 @@ def test_every_row_is_scorable_or_rejected_with_reason(prepared):
         (None, "null_review_id"),
     }
     assert sorted(r["review_id"] for r in scorable.collect()) == ["1", "10", "7", "8"]
-    # 13 input rows = 4 scorable + 8 rejected rows (9 twice) + 1 identical duplicate collapsed
-    assert rejects.count() == 8
+    # one reject row per key: review 9's two texts give one row, the one with the smaller
+    # text hash (so a rerun keeps the same row); the null key is keyed by its text hash
+    assert rejects.count() == 7
+    first = min(hashlib.sha256(t.encode()).hexdigest() for t in ("first text", "second text"))
+    assert rejects.filter(F.col("review_id") == "9").first()["text_sha256"] == first
+    null_key = rejects.filter(F.col("review_id").isNull()).first()
+    assert null_key["reject_key"] == "null-key:" + hashlib.sha256(b"a review without key").hexdigest()
 
 
 def test_language_and_rating_parsing(prepared):

@@ -258,3 +258,39 @@ def test_worse_model_is_not_promoted(spark, lake):
     models = _pd(cfg, "models").set_index("model_version")
     assert models.loc[current, "status"] == "current"
     assert models.loc[manifest["model_version"], "status"] == "rejected"
+
+
+def _append_reviews(spark, cfg, rows):
+    spark.createDataFrame(
+        rows,
+        "review_id string, product_id string, reviewer_id string, rating int, label string, text string, "
+        "language string, created_at timestamp, source string",
+    ).write.format("delta").mode("append").save(cfg.table("reviews"))
+
+
+def _null_key_rejects(cfg):
+    rejects = _pd(cfg, "review_scores_rejects")
+    return rejects[rejects["review_id"].isna()].set_index("review_key")
+
+
+@pytest.mark.parametrize("incremental", [True, False], ids=["change_data_feed", "full_scan"])
+def test_review_without_key_is_rejected_on_both_paths(spark, lake, incremental):
+    """A null review_id cannot be keyed: it goes to the rejects (keyed by its text hash) on
+    the incremental (Change Data Feed) path as on a full rescan; it never vanishes."""
+    cfg, _ = lake
+    text = f"A review that lost its key ({'cdf' if incremental else 'full'} path), still long enough."
+    _append_reviews(spark, cfg, [(None, "p-1", None, 4, None, text, "en", None, "test")])
+    run_cfg = cfg if incremental else _cfg(Path(cfg.storage.root), "scoring.incremental=false")
+    r = score.run(spark, run_cfg)
+    assert r.details["selection"] == ("cdf" if incremental else "full")
+    rejects = _null_key_rejects(cfg)
+    key = "null-key:" + _sha(text)
+    assert key in rejects.index
+    assert rejects.loc[key, "reason"] == "null_review_id"
+    assert rejects.loc[key, "run_id"] == r.run_id
+    assert _pd(cfg, "review_scores")["review_id"].notna().all()
+    # a rerun of the same input writes nothing more (the reject row is not duplicated)
+    again = score.run(spark, run_cfg)
+    assert _null_key_rejects(cfg).index.tolist().count(key) == 1
+    assert _null_key_rejects(cfg).loc[key, "run_id"] == r.run_id
+    assert again.counts["rows_written"] == 0

@@ -1,33 +1,71 @@
-"""Spark side of scoring: DataFrame -> DataFrame transforms, chained with ``df.transform``.
+"""The one scoring flow, for every scored entity (``flows/entities.py``: reviews, catalog).
 
-This is where a review's scores are computed:
+This is where a row's scores are computed:
 
-    reviews -> with_prepared_text   (clean text, language, reject reason, parsed rating: pandas UDF on text.py)
-            -> split_rejects        (unscorable rows -> rejects with a reason; nothing vanishes)
-            -> select_changed       (incremental: only new/edited reviews or a new model version)
-            -> with_scores          (iterator pandas UDF: model loaded once per worker, length-sorted batches)
+    source -> entity.prepare      (clean text, language, text reject reason: pandas UDF on text.py)
+           -> with_key_checks     (null key / one key with different texts -> rejected)
+           -> split_rejects       (unscorable rows -> rejects with a reason; nothing vanishes)
+           -> select_changed      (incremental: only new/edited rows or a new model version)
+           -> with_scores         (iterator pandas UDF: model loaded once per worker, length-sorted batches)
+           -> entity.finish       (columns derived from the outputs, e.g. p_positive)
+           -> stamp               (model_version, run_id, scored_at)
 
-and a catalog product's (``model.catalog_tasks``, table ``catalog_scores``):
-
-    catalog -> with_catalog_text    (the task inputs joined: labels.compose_text; reject reason)
-            -> with_scores(scope="catalog")
+``score`` runs the steps and returns a ``Scored`` (DataFrames + stats); ``publish``
+MERGEs them into Delta and records the stats in the run ledger. Which source rows a run
+reads at all (Change Data Feed since the last successful run, or a full scan) is
+``select_source``.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from pyspark.sql import DataFrame, Window
+from pyspark import StorageLevel
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from ecomine import text as textlib
+from ecomine.config import Config
+from ecomine.errors import DataError, SchemaError
+from ecomine.io import delta_io, runs, tables
+from ecomine.io.runs import Run
 from ecomine.labels import parse_rating
 from ecomine.model.predict import output_columns
+
+if TYPE_CHECKING:
+    from ecomine.flows.entities import Entity
+
+__all__ = [
+    "PREPARED_TYPE",
+    "Scored",
+    "ScoreStats",
+    "publish",
+    "score",
+    "select_changed",
+    "select_source",
+    "split_rejects",
+    "with_catalog_text",
+    "with_key_checks",
+    "with_positive_probability",
+    "with_prepared_text",
+    "with_scores",
+]
+
+log = logging.getLogger(__name__)
 
 PREPARED_TYPE = (
     "clean_text string, text_cut boolean, language string, reject_reason string, rating int, rating_issue string"
 )
+STAMPS = ("run_id", "scored_at")  # written, but a change in them alone rewrites no row
+
+
+# --------------------------------------------------------------------------- prepare
 
 
 def with_prepared_text(df: DataFrame, min_chars: int, languages: list[str], max_chars: int = 20000) -> DataFrame:
@@ -76,10 +114,12 @@ def with_prepared_text(df: DataFrame, min_chars: int, languages: list[str], max_
 
 
 def with_catalog_text(df: DataFrame, inputs: list[str], min_chars: int, max_chars: int = 20000) -> DataFrame:
-    """Adds ``clean_text`` (the ``inputs`` columns joined by ``labels.compose_text``, cleaned
-    like review text, cut to ``max_chars``), ``text_cut``, ``text_sha256`` and
-    ``reject_reason`` (``null_key``, ``empty_text``/``too_short``, or
-    ``duplicate_product_id`` when one product_id has different texts)."""
+    """Adds ``clean_text`` (the ``inputs`` columns joined by ``labels.input_texts``, cleaned
+    like review text, cut to ``max_chars``), ``text_cut``, ``text_sha256``,
+    ``reject_reason`` (``empty_text``/``too_short``) and ``language`` (``ANY``: the one
+    catalog model reads every row)."""
+    from ecomine.model.predict import ANY
+
     cols = list(inputs)
 
     @F.pandas_udf("clean_text string, text_cut boolean, reject_reason string")
@@ -97,47 +137,104 @@ def with_catalog_text(df: DataFrame, inputs: list[str], min_chars: int, max_char
 
     out = df.withColumn("_c", compose(*[F.col(c) for c in cols]))
     out = out.select(*df.columns, *[F.col(f"_c.{c}").alias(c) for c in ("clean_text", "text_cut", "reject_reason")])
-    out = out.withColumn("text_sha256", F.sha2(F.col("clean_text"), 256))
-    w = Window.partitionBy("product_id")
-    return out.withColumn(
-        "reject_reason",
-        F.when(F.col("product_id").isNull(), F.lit("null_product_id"))
-        .when(F.size(F.collect_set("text_sha256").over(w)) > 1, F.lit("duplicate_product_id"))
-        .otherwise(F.col("reject_reason")),
-    )
+    return out.withColumn("text_sha256", F.sha2(F.col("clean_text"), 256)).withColumn("language", F.lit(ANY))
 
 
-def with_duplicate_check(df: DataFrame) -> DataFrame:
-    """A review_id that appears more than once with different texts is ambiguous: every copy
-    is rejected (``duplicate_review_id``). Identical copies collapse to one row later."""
-    w = Window.partitionBy("review_id")
-    n_texts = F.size(F.collect_set("text_sha256").over(w))
+def with_key_checks(df: DataFrame, key: str) -> DataFrame:
+    """Rows that cannot be keyed are rejected: a null key (``null_<key>``) and every copy of
+    a key that appears with different texts (``duplicate_<key>``: ambiguous). Identical
+    copies collapse to one row in ``split_rejects``."""
+    n_texts = F.size(F.collect_set("text_sha256").over(Window.partitionBy(key)))
     return df.withColumn(
         "reject_reason",
-        F.when(F.col("review_id").isNull(), F.lit(textlib.REJECT_NULL_KEY))
-        .when(n_texts > 1, F.lit(textlib.REJECT_DUPLICATE_KEY))
+        F.when(F.col(key).isNull(), F.lit(f"null_{key}"))
+        .when(n_texts > 1, F.lit(f"duplicate_{key}"))
         .otherwise(F.col("reject_reason")),
     )
 
 
-def split_rejects(df: DataFrame) -> tuple[DataFrame, DataFrame]:
-    """(scorable rows, one per review_id) and (rejected rows with reason)."""
-    scorable = df.filter(F.col("reject_reason").isNull()).dropDuplicates(["review_id"])
-    rejects = df.filter(F.col("reject_reason").isNotNull())
+def split_rejects(df: DataFrame, key: str) -> tuple[DataFrame, DataFrame]:
+    """(scorable rows, one per key) and (rejected rows, one per ``reject_key``: the key, or
+    ``null-key:<text_sha256>`` for a null key; of several, the one with the smallest
+    text hash and reason, so a rerun picks the same row)."""
+    scorable = df.filter(F.col("reject_reason").isNull()).dropDuplicates([key])
+    reject_key = F.coalesce(F.col(key), F.concat(F.lit("null-key:"), F.col("text_sha256")))
+    first = Window.partitionBy("reject_key").orderBy(F.col("text_sha256").asc_nulls_first(), "reject_reason")
+    rejects = (
+        df.filter(F.col("reject_reason").isNotNull())
+        .withColumn("reject_key", reject_key)
+        .withColumn("_n", F.row_number().over(first))
+        .filter(F.col("_n") == 1)
+        .drop("_n")
+    )
     return scorable, rejects
 
 
+# --------------------------------------------------------------------------- select
+
+
 def select_changed(
-    scorable: DataFrame, existing_scores: DataFrame | None, model_version: str, same_model_only: bool = True
+    scorable: DataFrame, existing: DataFrame | None, key: str, model_version: str, same_model_only: bool = True
 ) -> DataFrame:
     """Incremental selection: rows never scored or whose text changed; with ``same_model_only``
-    also rows scored by another model version (rescore policy ``all_on_model_change``)."""
-    if existing_scores is None:
+    also rows scored by another model version (rescore policy ``all_on_model_change``).
+    Rows stored as rejected (a ``reject_reason`` in the scores table) do not count as scored."""
+    if existing is None:
         return scorable
-    done = existing_scores.select("review_id", "text_sha256", "model_version")
+    done = existing
+    if "reject_reason" in existing.columns:
+        done = done.filter(F.col("reject_reason").isNull())
     if same_model_only:
         done = done.filter(F.col("model_version") == F.lit(model_version))
-    return scorable.join(done.drop("model_version"), on=["review_id", "text_sha256"], how="left_anti")
+    return scorable.join(done.select(key, "text_sha256"), on=[key, "text_sha256"], how="left_anti")
+
+
+def select_source(
+    spark: SparkSession, cfg: Config, entity: Entity, model_version: str, src_version: int | None, have_scores: bool
+) -> tuple[str, DataFrame]:
+    """Which source rows this run reads: ('cdf', every row of a key inserted or updated since
+    the last successful run's table version, read through Delta's Change Data Feed, and the
+    changed rows with a null key), ('unchanged', nothing) or ('full', the whole table;
+    already-scored identical rows are skipped by ``select_changed``)."""
+    rows = tables.read_source(spark, cfg, entity.source, src_version)
+    if rows is None:
+        raise SchemaError(f"table {entity.source} at {cfg.table(entity.source)} does not exist")
+    prev = runs.last_success(spark, cfg.table("runs"), ("nightly", "score"))
+    prev_v = prev["source_versions"].get(entity.source) if prev else None
+    if not cfg.scoring.incremental or not have_scores or prev_v is None or src_version is None:
+        return "full", rows
+    if prev["model_version"] != model_version and cfg.scoring.rescore == "all_on_model_change":
+        log.info("%s: model changed (%s -> %s): rescoring every row", entity.name, prev["model_version"], model_version)
+        return "full", rows
+    if prev_v == src_version:
+        return "unchanged", rows.limit(0)
+    if prev_v > src_version:
+        log.warning("%s table version went back (%s -> %s, restored?): full scan", entity.source, prev_v, src_version)
+        return "full", rows
+    try:
+        changes = tables.read_changes(spark, cfg, entity.source, prev_v + 1, src_version)
+        changes.limit(1).count()  # fail here, not later, when the feed is not available
+    except Exception as e:  # CDF off, or history vacuumed: a full scan is always correct
+        first_line = str(e).splitlines()[0][:200]
+        log.warning(
+            "change data feed of %s v%s..v%s unavailable (%s): full scan",
+            entity.source,
+            prev_v + 1,
+            src_version,
+            first_line,
+        )
+        return "full", rows
+    key = entity.key
+    # All rows of a changed key (also its older duplicates) so the duplicate checks stay whole.
+    keyed = rows.join(changes.select(key).where(F.col(key).isNotNull()).distinct(), on=key, how="left_semi")
+    # A row with a null key cannot be joined by key: take the current rows equal to a changed one.
+    null_changes = changes.where(F.col(key).isNull()).distinct()
+    same = [rows[c].eqNullSafe(null_changes[c]) for c in rows.columns]
+    unkeyed = rows.where(F.col(key).isNull()).join(null_changes, on=same, how="left_semi")
+    return "cdf", keyed.unionByName(unkeyed)
+
+
+# --------------------------------------------------------------------------- score
 
 
 class _Progress:
@@ -145,8 +242,6 @@ class _Progress:
     (and at the end), so a long scoring stage is never silent."""
 
     def __init__(self, what: str, every_s: float = 60.0):
-        import time
-
         self._time = time.monotonic
         self.what, self.every_s, self.rows = what, every_s, 0
         self.t0 = self.last = self._time()
@@ -192,31 +287,251 @@ def with_scores(
     schema = ", ".join(f"{c} {t}" for c, t in cols)
 
     @F.pandas_udf(schema)
-    def score(batches: Iterator[tuple[pd.Series, pd.Series]]) -> Iterator[pd.DataFrame]:
+    def score_batches(batches: Iterator[tuple[pd.Series, pd.Series]]) -> Iterator[pd.DataFrame]:
         from ecomine.model.device import choose_device, spark_task_cpus, spark_task_gpus
         from ecomine.model.predict import get_predictor
 
         device = choose_device(device_pref, spark_task_gpus())
         threads = num_threads or spark_task_cpus()
-        predictor = get_predictor(
-            artifact_path, device=device, num_threads=threads, precision=precision, scope=scope
-        )  # once per worker
+        # once per worker process: cached by get_predictor
+        predictor = get_predictor(artifact_path, device=device, num_threads=threads, precision=precision, scope=scope)
         progress = _Progress(f"{scope} scoring on {device}, {precision}")
         for texts, langs in batches:
             yield predictor.predict(texts.tolist(), langs.tolist(), batch_size=batch_size)
             progress.add(len(texts))
         progress.done()
 
-    scored = df.withColumn("_s", score(F.col("clean_text"), F.col("language")))
+    scored = df.withColumn("_s", score_batches(F.col("clean_text"), F.col("language")))
     return scored.select(*df.columns, *[F.col(f"_s.{c}").alias(c) for c, _ in cols])
 
 
 def with_positive_probability(df: DataFrame, tasks: list[dict]) -> DataFrame:
     """``p_positive``: the model's probability that the text praises (sentiment head where it
     has output, else the rating head's P(top class)); input to the fraud signals."""
-    probs = [
-        F.col(f"{t['name']}_prob")
-        for t in sorted(tasks, key=lambda t: t["name"] != "sentiment")
-        if t["kind"] == "binary"
-    ]
+    binary = sorted((t for t in tasks if t["kind"] == "binary"), key=lambda t: t["name"] != "sentiment")
+    probs = [F.col(f"{t['name']}_prob") for t in binary]
     return df.withColumn("p_positive", F.coalesce(*probs) if probs else F.lit(None).cast("double"))
+
+
+@dataclass
+class ScoreStats:
+    """What one entity's scoring did in a run (the ledger's counts and details)."""
+
+    entity: str
+    selection: str = "full"
+    rows_in: int = 0
+    scored: int = 0
+    rejected: int = 0
+    null_keys: int = 0
+    unchanged: int = 0
+    inserted: int = 0
+    updated: int = 0
+    score_seconds: float = 0.0
+    wall_seconds: float = 0.0
+
+    @property
+    def written(self) -> int:
+        return self.inserted + self.updated
+
+    @property
+    def rows_per_second(self) -> float:
+        return round(self.scored / max(self.score_seconds, 1e-9), 2)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "written": self.written, "rows_per_second": self.rows_per_second}
+
+
+@dataclass
+class Scored:
+    """One entity's scored rows (persisted), its rejected rows and the rows whose rejection
+    ended (a fixed row that scores now), ready for ``publish``."""
+
+    entity: Entity
+    model_version: str
+    scores: DataFrame
+    rejects: DataFrame
+    scorable_keys: DataFrame
+    stats: ScoreStats
+    n_rows: int
+    t0: float = field(default_factory=time.time)
+    _cached: list[DataFrame] = field(default_factory=list)
+
+    def release(self) -> None:
+        for df in self._cached:
+            df.unpersist()
+
+
+def _prepared(
+    spark: SparkSession, cfg: Config, run: Run, entity: Entity, section: dict, version: str, stats: ScoreStats
+):
+    """Source rows this run reads, prepared and key-checked (persisted), and the existing scores."""
+    src_version = delta_io.table_version(spark, cfg.table(entity.source))
+    run.source_versions[entity.source] = src_version
+    scores_path = cfg.table(entity.scores)
+    existing = delta_io.read(spark, scores_path) if delta_io.table_exists(spark, scores_path) else None
+    stats.selection, rows = select_source(spark, cfg, entity, version, src_version, existing is not None)
+    prepared = (
+        rows.transform(entity.prepare, scoring=cfg.scoring, section=section)
+        .transform(with_key_checks, key=entity.key)
+        .persist(StorageLevel.MEMORY_AND_DISK)
+    )
+    stats.rows_in = prepared.count()
+    if stats.rows_in == 0 and stats.selection == "full":
+        raise DataError(
+            f"table {entity.source} at {cfg.table(entity.source)} (version {src_version}) is empty: nothing to score"
+        )
+    stats.null_keys = prepared.filter(F.col(entity.key).isNull()).count()
+    log.info(
+        "%s read: %d rows (%s), %d with a null %s",
+        entity.name,
+        stats.rows_in,
+        stats.selection,
+        stats.null_keys,
+        entity.key,
+    )
+    return prepared, existing
+
+
+def _stamps(version: str, run_id: str, now: datetime) -> list[Column]:
+    return [
+        F.lit(version).alias("model_version"),
+        F.lit(run_id).alias("run_id"),
+        F.lit(now).cast("timestamp").alias("scored_at"),
+    ]
+
+
+def score(
+    spark: SparkSession, cfg: Config, run: Run, entity: Entity, model: dict[str, Any], manifest: dict[str, Any]
+) -> Scored | None:
+    """Score the new and changed rows of ``entity`` with ``model`` (a ``models`` row whose
+    artifact has ``manifest``); None when the model has no sub-model for the entity."""
+    section = entity.section(manifest)
+    if section is None:
+        log.info("model %s has no %s model: %s not written", manifest["model_version"], entity.name, entity.scores)
+        return None
+    version, sc, tasks = manifest["model_version"], cfg.scoring, section["tasks"]
+    stats, t0 = ScoreStats(entity.name), time.time()
+    prepared, existing = _prepared(spark, cfg, run, entity, section, version, stats)
+    scorable, rejects = split_rejects(prepared, entity.key)
+    todo = select_changed(scorable, existing, entity.key, version, same_model_only=sc.rescore == "all_on_model_change")
+    # Few, even partitions of work: each task loads the model once and streams Arrow batches.
+    todo = todo.repartition(max(spark.sparkContext.defaultParallelism, 1), entity.key)
+    now = datetime.now(timezone.utc)
+    outputs = [c for c, _ in output_columns(tasks) if c != "truncated"]
+    scored = (
+        todo.transform(
+            with_scores,
+            artifact_path=model["artifact_path"],
+            tasks=tasks,
+            batch_size=sc.batch_size,
+            device_pref=sc.device,
+            num_threads=sc.num_threads,
+            precision=sc.precision,
+            scope=entity.name,
+        )
+        .transform(entity.finish, spark=spark, cfg=cfg, tasks=tasks)
+        .select(
+            entity.key,
+            *entity.carry,
+            *outputs,
+            (F.col("truncated") | F.col("text_cut")).alias("truncated"),
+            *entity.extra,
+            *_stamps(version, run.run_id, now),
+        )
+    )
+    rejects = rejects.select(
+        "reject_key",
+        entity.key,
+        "reject_reason",
+        "text_sha256",
+        "clean_text",
+        "language",
+        *_stamps(version, run.run_id, now),
+    )
+    if entity.rejects is None:  # rejected rows live in the scores table: null outputs and the reason
+        scored = scored.unionByName(entity.inline_rejects(rejects, tasks), allowMissingColumns=False)
+    scored = scored.persist(StorageLevel.MEMORY_AND_DISK)
+    t_score = time.time()
+    n_rows = scored.count()  # scoring happens here, once; MERGE reads the persisted result
+    stats.score_seconds = round(time.time() - t_score, 2)
+    stats.rejected = rejects.filter(F.col(entity.key).isNotNull() | F.lit(entity.rejects is not None)).count()
+    stats.scored = n_rows - (stats.rejected if entity.rejects is None else 0)
+    stats.unchanged = scorable.count() - stats.scored
+    log.info(
+        "%s: %d scored in %.1fs (%.1f rows/s), %d rejected, %d unchanged",
+        entity.name, stats.scored, stats.score_seconds, stats.rows_per_second, stats.rejected, stats.unchanged,
+    )  # fmt: skip
+    keys = scorable.select(F.col(entity.key).alias("reject_key"))
+    return Scored(entity, version, scored, rejects, keys, stats, n_rows, t0, [scored, prepared])
+
+
+# --------------------------------------------------------------------------- publish
+
+
+def publish(spark: SparkSession, cfg: Config, run: Run, scored: Scored) -> ScoreStats:
+    """MERGE the scores (and the rejects, when the entity keeps them in a table of their own)
+    into Delta, then record the stats in the run ledger. Idempotent: a rerun of the same
+    rows changes nothing and makes no commit."""
+    entity, stats = scored.entity, scored.stats
+    meta = {"run_id": run.run_id, "model_version": scored.model_version, "job": run.job}
+    scores_path = cfg.table(entity.scores)
+    if scored.n_rows or not delta_io.table_exists(spark, scores_path):
+        compare = [c for c in scored.scores.columns if c not in STAMPS]
+        txn = (f"ecomine:{scores_path}", runs.txn_version(run.run_id))
+        m = delta_io.merge_into(
+            spark, scores_path, scored.scores, [entity.key], compare=compare, metadata=meta, txn=txn
+        )
+        stats.inserted, stats.updated = m["inserted"], m["updated"]
+    if entity.rejects is not None:
+        _publish_rejects(spark, cfg.table(entity.rejects), scored, run, meta)
+    stats.wall_seconds = round(time.time() - scored.t0, 1)
+    _record(run, stats, primary=entity.primary)
+    scored.release()
+    return stats
+
+
+def _publish_rejects(spark: SparkSession, path: str, scored: Scored, run: Run, meta: dict[str, Any]) -> None:
+    """The rejects table: one row per reject key with reason and detail; a row rejected
+    before and scorable now leaves it."""
+    rows = scored.rejects.select(
+        F.col("reject_key").alias("review_key"),
+        F.col(scored.entity.key),
+        F.col("reject_reason").alias("reason"),
+        F.concat_ws(
+            " ",
+            F.lit("language="),
+            F.coalesce(F.col("language"), F.lit("?")),
+            F.lit("chars="),
+            F.coalesce(F.length("clean_text"), F.lit(0)).cast("string"),
+        ).alias("detail"),
+        "text_sha256",
+        "model_version",
+        "run_id",
+        F.col("scored_at").alias("rejected_at"),
+    )
+    if scored.stats.rejected or not delta_io.table_exists(spark, path):
+        txn = (f"ecomine:{path}", runs.txn_version(run.run_id))
+        delta_io.merge_into(
+            spark, path, rows, ["review_key"], compare=["reason", "detail", "text_sha256"], metadata=meta, txn=txn
+        )
+    delta_io.delete_keys(
+        spark, path, scored.scorable_keys.withColumnRenamed("reject_key", "review_key"), "review_key", metadata=meta
+    )
+
+
+def _record(run: Run, stats: ScoreStats, primary: bool) -> None:
+    """Stats into the ledger: every entity under ``details[<entity>]``; the primary entity
+    (reviews) also fills the run's headline counts."""
+    run.details[stats.entity] = stats.as_dict()
+    if primary:
+        run.counts.update(
+            rows_in=stats.rows_in, rows_scored=stats.scored, rows_rejected=stats.rejected, rows_written=stats.written
+        )
+        run.details.update(
+            selection=stats.selection,
+            score_seconds=stats.score_seconds,
+            rows_per_second=stats.rows_per_second,
+            scores_inserted=stats.inserted,
+            scores_updated=stats.updated,
+            wall_seconds=stats.wall_seconds,
+        )

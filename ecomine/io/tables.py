@@ -67,17 +67,48 @@ def conform(df: DataFrame, table: str, mapping: ReviewColumns | CatalogColumns, 
     return df.select(*cols)
 
 
-def read_reviews(spark: SparkSession, cfg: Config, version: int | None = None) -> DataFrame:
-    path = cfg.table("reviews")
+def _source(cfg: Config, name: str) -> tuple[str, ReviewColumns | CatalogColumns, dict]:
+    """(path, column mapping, logical schema) of the source table ``name`` (reviews or catalog)."""
+    if name == "reviews":
+        return cfg.table("reviews"), cfg.columns.reviews, REVIEW_SCHEMA
+    if name == "catalog":
+        return cfg.table("catalog"), cfg.columns.catalog, CATALOG_SCHEMA
+    raise ValueError(f"unknown source table {name!r}: expected reviews or catalog")
+
+
+def read_source(spark: SparkSession, cfg: Config, name: str, version: int | None = None) -> DataFrame | None:
+    """The source table ``name`` at ``version`` under logical column names; None when it does not exist."""
+    path, mapping, schema = _source(cfg, name)
     if not delta_io.table_exists(spark, path):
+        return None
+    return conform(delta_io.read(spark, path, version), f"{name} ({path})", mapping, schema)
+
+
+def read_changes(spark: SparkSession, cfg: Config, name: str, start: int, end: int) -> DataFrame:
+    """Rows inserted or updated in source ``name`` in versions ``start``..``end`` (Delta's
+    Change Data Feed post-images) under logical column names. Raises when the feed is not
+    available (CDF off, or the history vacuumed)."""
+    path, mapping, schema = _source(cfg, name)
+    feed = (
+        spark.read.format("delta")
+        .option("readChangeFeed", "true")
+        .option("startingVersion", start)
+        .option("endingVersion", end)
+        .load(path)
+        .filter(F.col("_change_type").isin("insert", "update_postimage"))
+    )
+    return conform(feed, f"{name} ({path}) change feed v{start}..v{end}", mapping, schema)
+
+
+def read_reviews(spark: SparkSession, cfg: Config, version: int | None = None) -> DataFrame:
+    df = read_source(spark, cfg, "reviews", version)
+    if df is None:
         raise SchemaError(
-            f"table reviews at {path} does not exist (run jobs/load_demo_data.py or point tables.reviews at yours)"
+            f"table reviews at {cfg.table('reviews')} does not exist "
+            "(run jobs/load_demo_data.py or point tables.reviews at yours)"
         )
-    return conform(delta_io.read(spark, path, version), f"reviews ({path})", cfg.columns.reviews, REVIEW_SCHEMA)
+    return df
 
 
 def read_catalog(spark: SparkSession, cfg: Config, version: int | None = None) -> DataFrame | None:
-    path = cfg.table("catalog")
-    if not delta_io.table_exists(spark, path):
-        return None
-    return conform(delta_io.read(spark, path, version), f"catalog ({path})", cfg.columns.catalog, CATALOG_SCHEMA)
+    return read_source(spark, cfg, "catalog", version)
