@@ -227,27 +227,6 @@ def embed_texts(
     return out
 
 
-def tfidf_baseline(
-    train_texts: list[str],
-    train_y: np.ndarray,
-    test_texts: list[str],
-    test_y: np.ndarray,
-    n_classes: int,
-    language: str,
-    seed: int = 42,
-) -> dict[str, float]:
-    """Classification baseline used by the nightly run: fit on rows with a label (y >= 0),
-    report accuracy / macro-F1 on test rows with a label, and the fit time."""
-    t0 = time.time()
-    kind = "binary" if n_classes == 2 else "multiclass"
-    model = TfidfModel(kind, language, n_classes, strengths=(4.0,), seed=seed).fit(train_texts, train_y)
-    te = test_y >= 0
-    pred = model.predict_raw([t for t, k in zip(test_texts, te, strict=True) if k]).argmax(1)
-    report = classification_report(test_y[te], pred, n_classes)
-    report["train_seconds"] = round(time.time() - t0, 2)
-    return report
-
-
 def tfidf_task_baseline(
     task: TaskConfig,
     train_texts: Sequence[str],
