@@ -1,6 +1,6 @@
 """Scoring throughput: ecomine's scoring path vs the naive way, through Spark, on this machine.
 
-    .venv/bin/python bench/score_throughput.py                 # 10k + 100k rows (about 25 min on 2 cores)
+    .venv/bin/python bench/score_throughput.py                 # 10k + 100k rows (long: durations in bench/results/throughput.json)
     .venv/bin/python bench/score_throughput.py --rows 10000    # quick
     .venv/bin/python bench/score_throughput.py --rows 10000 100000 1000000
 

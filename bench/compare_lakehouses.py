@@ -1,0 +1,160 @@
+"""Are two lakehouses' tables equal? Read with delta-rs (no Spark), compared row by row.
+
+Used to show that a refactoring changed no output: run ``make run`` (load_demo_data +
+nightly, from an empty lakehouse) on the commit before and on the commit after, then
+
+    python bench/compare_lakehouses.py BEFORE_DIR AFTER_DIR --out bench/results/redesign_equal.json
+
+What differs between any two runs is left out of the comparison and listed in the
+result: run stamps (``run_id``, ``scored_at``, ``computed_at``, ``rejected_at``, ...),
+the model version string (it embeds the training time) and durations (``*seconds*``,
+``*per_second*`` keys inside the JSON columns of ``runs`` and ``models``). Everything
+else must be equal: strings and integers exactly, floats to ``--atol``. Model artifacts
+are compared by the sha256 of every weight file their manifests list.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from deltalake import DeltaTable
+
+__all__ = ["compare_lakehouses", "main"]
+
+STAMPS = {
+    "run_id",
+    "scored_at",
+    "computed_at",
+    "rejected_at",
+    "created_at",
+    "started_at",
+    "ended_at",
+    "insights_run_id",
+    "model_version",
+    "artifact_path",
+    "report",
+    "current_model",
+}
+TIMING = ("seconds", "per_second", "_at", "report", "history", "run_id", "model_version", "trained", "artifact")
+
+
+def _tables(root: Path) -> dict[str, Path]:
+    return {p.parent.name: p.parent for p in sorted(root.glob("*/_delta_log")) if p.is_dir()}
+
+
+def _strip(obj):
+    """A JSON value without run-dependent keys (stamps and durations), recursively."""
+    if isinstance(obj, dict):
+        return {k: _strip(v) for k, v in obj.items() if not any(t in k for t in TIMING)}
+    if isinstance(obj, list):
+        return [_strip(v) for v in obj]
+    return obj
+
+
+def _canonical(df: pd.DataFrame) -> pd.DataFrame:
+    """Stamps dropped, JSON columns stripped of timings, rows in a fixed order."""
+    df = df.drop(columns=[c for c in df.columns if c in STAMPS])
+    for c in df.columns:
+        if df[c].dtype == object and df[c].map(lambda v: isinstance(v, str) and v[:1] in "{[").any():
+            df[c] = df[c].map(lambda v: json.dumps(_strip(json.loads(v)), sort_keys=True) if isinstance(v, str) else v)
+    keys = [c for c in df.columns if not pd.api.types.is_float_dtype(df[c])]
+    order = df[keys].astype(str).apply(lambda r: "\x1f".join(r), axis=1) if keys else pd.Series(range(len(df)))
+    return df.assign(_o=order.to_numpy()).sort_values("_o").drop(columns="_o").reset_index(drop=True)
+
+
+def _compare_table(a: pd.DataFrame, b: pd.DataFrame, atol: float) -> dict:
+    out: dict = {"rows": [len(a), len(b)], "columns_compared": sorted(a.columns)}
+    if sorted(a.columns) != sorted(b.columns):
+        return out | {"equal": False, "why": f"columns differ: {sorted(set(a.columns) ^ set(b.columns))}"}
+    if len(a) != len(b):
+        return out | {"equal": False, "why": "row counts differ"}
+    worst, bad = 0.0, []
+    for c in a.columns:
+        x, y = a[c], b[c]
+        if pd.api.types.is_float_dtype(x) and pd.api.types.is_float_dtype(y):
+            xv, yv = x.to_numpy(dtype=float), y.to_numpy(dtype=float)
+            same_nan = np.isnan(xv) == np.isnan(yv)
+            diff = np.where(np.isnan(xv) | np.isnan(yv), 0.0, np.abs(xv - yv))
+            worst = max(worst, float(diff.max()) if len(diff) else 0.0)
+            if not same_nan.all() or (diff > atol).any():
+                bad.append(c)
+        elif not x.astype(str).equals(y.astype(str)):
+            bad.append(c)
+    return out | {"equal": not bad, "max_abs_float_diff": worst, "columns_differing": bad}
+
+
+def _artifact_files(root: Path) -> dict[str, dict[str, str]]:
+    """Per artifact (by its sub-model folders), the sha256 of each file its manifest lists."""
+    out = {}
+    for manifest in sorted(root.glob("_artifacts/*/manifest.json")):
+        m = json.loads(manifest.read_text())
+        files = m.get("files") or m.get("checksums") or {}
+        out[manifest.parent.name] = {k: (v["sha256"] if isinstance(v, dict) else v) for k, v in files.items()}
+    return out
+
+
+def compare_lakehouses(before: Path, after: Path, atol: float = 1e-9) -> dict:
+    ta, tb = _tables(before), _tables(after)
+    result: dict = {"tables": {}, "only_before": sorted(set(ta) - set(tb)), "only_after": sorted(set(tb) - set(ta))}
+    for name in sorted(set(ta) & set(tb)):
+        a = _canonical(DeltaTable(str(ta[name])).to_pandas())
+        b = _canonical(DeltaTable(str(tb[name])).to_pandas())
+        result["tables"][name] = _compare_table(a, b, atol)
+    fa, fb = _artifact_files(before), _artifact_files(after)
+    weights_a = sorted(sorted(v.values()) for v in fa.values())
+    weights_b = sorted(sorted(v.values()) for v in fb.values())
+    result["artifacts"] = {"count": [len(fa), len(fb)], "weights_equal": weights_a == weights_b}
+    result["equal"] = (
+        not result["only_before"]
+        and not result["only_after"]
+        and all(t["equal"] for t in result["tables"].values())
+        and result["artifacts"]["weights_equal"]
+    )
+    return result
+
+
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("before", type=Path)
+    p.add_argument("after", type=Path)
+    p.add_argument("--atol", type=float, default=1e-9)
+    p.add_argument("--out", type=Path)
+    p.add_argument("--label", default="", help="what the two lakehouses are (commits), stored with the result")
+    args = p.parse_args(argv)
+    result = compare_lakehouses(args.before, args.after, args.atol)
+    result |= {
+        "label": args.label,
+        "atol": args.atol,
+        "ignored_columns": sorted(STAMPS),
+        "ignored_json_keys_containing": list(TIMING),
+        "machine": _cpu(),
+        "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    for name, t in result["tables"].items():
+        print(f"{name:<28} rows {t['rows']} equal={t['equal']} {t.get('why') or t.get('columns_differing') or ''}")
+    print(f"artifacts {result['artifacts']}; only before {result['only_before']}; only after {result['only_after']}")
+    print("EQUAL" if result["equal"] else "DIFFERENT")
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    return 0 if result["equal"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
