@@ -386,16 +386,9 @@ class FineTuner:
         return enc["input_ids"]
 
     def _pad(self, seqs: list[list[int]]):
-        import torch
+        from ecomine.model.network import pad_batch
 
-        width = max(len(s) for s in seqs)
-        pad = self.tokenizer_.pad_token_id or 0
-        x = torch.full((len(seqs), width), pad, dtype=torch.long)
-        m = torch.zeros((len(seqs), width), dtype=torch.long)
-        for r, s in enumerate(seqs):
-            x[r, : len(s)] = torch.tensor(s)
-            m[r, : len(s)] = 1
-        return x, m
+        return pad_batch(seqs, self.tokenizer_.pad_token_id)
 
     def predict_raw(self, texts: Sequence[str], with_embeddings: bool = False) -> dict[str, np.ndarray]:
         """Raw head outputs per task for ``texts`` (input order), computed in float32 on every
