@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+__all__ = ["HEADLINES", "Metrics", "decide", "headline_metric"]
+
 Metrics = dict[str, dict[str, dict[str, float]]]  # language -> task -> {"macro_f1": ...}
 HEADLINES = ("qwk", "r2", "macro_f1")  # the first of these a task's report has is its headline
 

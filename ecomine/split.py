@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 
+__all__ = ["TEST", "TRAIN", "VALIDATION", "assign", "bucket"]
+
 TRAIN, VALIDATION, TEST = "train", "validation", "test"
 
 

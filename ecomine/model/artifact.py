@@ -23,6 +23,8 @@ from typing import Any
 
 from ecomine.errors import ModelArtifactError
 
+__all__ = ["MANIFEST", "PICKLE_SUFFIXES", "publish", "read_manifest", "sha256_file", "staging_dir"]
+
 MANIFEST = "manifest.json"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 

@@ -37,6 +37,8 @@ from ecomine.metrics import (
 )
 from ecomine.model.finetune import has_label, transform_target
 
+__all__ = ["LinearTaskModel", "TfidfModel", "embed_texts", "selection_score", "tfidf_baseline", "tfidf_task_baseline"]
+
 log = logging.getLogger(__name__)
 
 

@@ -39,6 +39,19 @@ from ecomine.errors import ModelArtifactError
 from ecomine.labels import ordinal_values
 from ecomine.model import artifact
 
+__all__ = [
+    "ANY",
+    "CATALOG",
+    "HEADS_META",
+    "REVIEWS",
+    "Predictor",
+    "frame_from_columns",
+    "get_predictor",
+    "output_columns",
+    "raw_head_output",
+    "task_outputs",
+]
+
 log = logging.getLogger(__name__)
 
 _CACHE: dict[tuple[str, str, str, str], Predictor] = {}
