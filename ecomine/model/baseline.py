@@ -115,17 +115,17 @@ class LinearTaskModel:
         candidates = self.strengths if (X_val is not None and y_val is not None) else self.strengths[:1]
         self.validation_scores_: dict[float, float] = {}
         best = None
-        for s in candidates:
-            model = self._make(s).fit(X_fit, y_fit)
+        for strength in candidates:
+            model = self._make(strength).fit(X_fit, y_fit)
             self.model_ = model
             if len(candidates) == 1:
-                best = (s, model)
+                best = (strength, model)
                 break
             score = selection_score(self.kind, self.n_classes, np.asarray(y_val), self.predict_raw(X_val))
-            self.validation_scores_[s] = score
-            log.info("%s strength %g: validation %.4f", type(model).__name__, s, score)
+            self.validation_scores_[strength] = score
+            log.info("%s strength %g: validation %.4f", type(model).__name__, strength, score)
             if best is None or score > self.validation_scores_[best[0]]:
-                best = (s, model)
+                best = (strength, model)
         self.strength_, self.model_ = best
         return self
 
@@ -136,9 +136,9 @@ class LinearTaskModel:
             X = self.scaler_.transform(X)
         if self.kind == "regression":
             return np.asarray(self.model_.predict(X), dtype=float)
-        p = self.model_.predict_proba(X)
-        out = np.zeros((p.shape[0], self.n_classes))
-        out[:, self.model_.classes_.astype(int)] = p
+        probs = self.model_.predict_proba(X)
+        out = np.zeros((probs.shape[0], self.n_classes))
+        out[:, self.model_.classes_.astype(int)] = probs
         return out
 
 
@@ -237,9 +237,9 @@ def tfidf_baseline(
     t0 = time.time()
     kind = "binary" if n_classes == 2 else "multiclass"
     model = TfidfModel(kind, language, n_classes, strengths=(4.0,), seed=seed).fit(train_texts, train_y)
-    te = test_y >= 0
-    pred = model.predict_raw([t for t, k in zip(test_texts, te, strict=True) if k]).argmax(1)
-    report = classification_report(test_y[te], pred, n_classes)
+    labelled = test_y >= 0
+    pred = model.predict_raw([t for t, k in zip(test_texts, labelled, strict=True) if k]).argmax(1)
+    report = classification_report(test_y[labelled], pred, n_classes)
     report["train_seconds"] = round(time.time() - t0, 2)
     return report
 
