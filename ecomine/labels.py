@@ -17,6 +17,22 @@ import numpy as np
 
 from ecomine.config import TaskConfig
 
+__all__ = [
+    "INPUT_SEPARATOR",
+    "MISSING_CLASS",
+    "RATING_MAX",
+    "RATING_MIN",
+    "class_index",
+    "class_indices",
+    "compose_text",
+    "input_texts",
+    "normalize_value",
+    "ordinal_values",
+    "parse_rating",
+    "regression_values",
+    "task_targets",
+]
+
 RATING_MIN, RATING_MAX = 1, 5
 MISSING_CLASS = -1
 INPUT_SEPARATOR = " | "

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+__all__ = ["HEADLINES", "Metrics", "decide", "headline_metric"]
+
 Metrics = dict[str, dict[str, dict[str, float]]]  # language -> task -> {"macro_f1": ...}
 HEADLINES = ("qwk", "r2", "macro_f1")  # the first of these a task's report has is its headline
 
@@ -31,13 +33,20 @@ def decide(candidate: Metrics, current: Metrics | None, margin: float) -> dict[s
             if new is None:
                 missing.append(f"{lang}/{task}")
                 continue
-            k = headline_metric(old)
-            delta = float(new[k]) - float(old[k])
+            metric = headline_metric(old)
+            delta = float(new[metric]) - float(old[metric])
             comparisons.append(
-                {"language": lang, "task": task, "metric": k, "current": old[k], "candidate": new[k], "delta": delta}
+                {
+                    "language": lang,
+                    "task": task,
+                    "metric": metric,
+                    "current": old[metric],
+                    "candidate": new[metric],
+                    "delta": delta,
+                }
             )
             if delta < -margin:
-                worse.append(f"{lang}/{task} {k} {new[k]:.4f} < current {old[k]:.4f} - {margin}")
+                worse.append(f"{lang}/{task} {metric} {new[metric]:.4f} < current {old[metric]:.4f} - {margin}")
     if missing:
         return {"promote": False, "reason": f"candidate lacks {missing}", "comparisons": comparisons}
     if worse:

@@ -8,6 +8,8 @@ import sys
 
 from ecomine.config import SparkConfig
 
+__all__ = ["DELTA_EXTENSION", "build", "delta_maven_coordinate"]
+
 log = logging.getLogger(__name__)
 
 DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 
+__all__ = ["TEST", "TRAIN", "VALIDATION", "assign", "bucket"]
+
 TRAIN, VALIDATION, TEST = "train", "validation", "test"
 
 
@@ -18,9 +20,9 @@ def assign(key: str, salt: str, validation: float, test: float) -> str:
 
     The assignment of a key never changes when other rows are added or removed, so a
     model's test set stays held out across nightly retrains."""
-    b = bucket(key, salt)
-    if b < test:
+    position = bucket(key, salt)
+    if position < test:
         return TEST
-    if b < test + validation:
+    if position < test + validation:
         return VALIDATION
     return TRAIN

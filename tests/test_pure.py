@@ -97,6 +97,25 @@ def test_metrics_against_hand_computed_values():
     assert np.isnan(metrics.accuracy([], []))
 
 
+def test_macro_f1_class_set_and_zero_division():
+    # F1 of a class = 2tp / (2tp + fp + fn), averaged over the classes of range(n_classes)
+    # that occur in the truth or the prediction
+    # class 2 predicted but never true: class 0 tp1 fn1 -> 2/3, class 1 -> 1, class 2 tp0 fp1 -> 0
+    assert metrics.macro_f1([0, 0, 1], [0, 2, 1], 3) == pytest.approx((2 / 3 + 1 + 0) / 3)
+    # class 2 true but never predicted (precision 0/0): its F1 is 0, still averaged
+    assert metrics.macro_f1([0, 1, 2], [0, 1, 1], 3) == pytest.approx((1 + 2 / 3 + 0) / 3)
+    # classes 2 and 3 occur nowhere: left out of the mean, not counted as 0
+    # class 0 tp1 fn1 -> 2/3, class 1 tp2 fp1 -> 4/5
+    assert metrics.macro_f1([0, 0, 1, 1], [0, 1, 1, 1], 4) == pytest.approx((2 / 3 + 4 / 5) / 2)
+    # an index outside range(n_classes) only counts as an error of the listed classes:
+    # class 0 -> 1, class 1 tp1 fp1 (the true 2) -> 2/3
+    assert metrics.macro_f1([0, 1, 2], [0, 1, 1], 2) == pytest.approx((1 + 2 / 3) / 2)
+    assert metrics.macro_f1([1, 1], [1, 1], 2) == 1.0  # one class, all right
+    assert metrics.macro_f1([1, 1], [0, 0], 2) == 0.0
+    assert np.isnan(metrics.macro_f1([], [], 3))
+    assert np.isnan(metrics.macro_f1([0, 1], [0, 1], 0))  # no class of range(0) occurs
+
+
 def test_ordinal_metrics_against_hand_computed_values():
     # |t - p| = 0, 2, 0, 2
     assert metrics.within_one_accuracy([1, 2, 3, 5], [1, 4, 3, 3]) == pytest.approx(0.5)
@@ -111,13 +130,22 @@ def test_ordinal_metrics_against_hand_computed_values():
     assert np.isnan(metrics.quadratic_weighted_kappa([], [], 3))
 
 
-def test_qwk_agrees_with_sklearn():
-    from sklearn.metrics import cohen_kappa_score
-
-    rng = np.random.default_rng(3)
-    t = rng.integers(0, 5, 300)
-    p = np.clip(t + rng.integers(-2, 3, 300), 0, 4)
-    assert metrics.quadratic_weighted_kappa(t, p, 5) == pytest.approx(cohen_kappa_score(t, p, weights="quadratic"))
+def test_qwk_edge_cases():
+    # one true class, two predicted: O (0,0)=1 (0,1)=1 -> sum W*O = 1; true [2,0], pred [1,1],
+    # E = outer / 2 = [[1, 1], [0, 0]] -> sum W*E = 1 -> kappa 0 (chance level)
+    assert metrics.quadratic_weighted_kappa([0, 0], [0, 1], 2) == pytest.approx(0.0)
+    # K inferred as 1 + the largest index (3): O (0,0)=1 (2,1)=1 -> sum W*O = 1; true [1,0,1],
+    # pred [1,1,0], E = outer / 2 -> sum W*E = 0.5*1 (0,1) + 0.5*4 (2,0) + 0.5*1 (2,1) = 3
+    assert metrics.quadratic_weighted_kappa([0, 2], [0, 1]) == pytest.approx(1 - 1 / 3)
+    assert metrics.quadratic_weighted_kappa([0, 2], [0, 1], 3) == pytest.approx(1 - 1 / 3)
+    # a class with no row changes nothing: K = 5 with rows only in 0 and 2 gives the same
+    assert metrics.quadratic_weighted_kappa([0, 2], [0, 1], 5) == pytest.approx(1 - 1 / 3)
+    assert np.isnan(metrics.quadratic_weighted_kappa([0, 0], [0, 0], 1))  # one class: undefined
+    assert np.isnan(metrics.quadratic_weighted_kappa([2, 2, 2], [2, 2, 2]))
+    with pytest.raises(ValueError):
+        metrics.quadratic_weighted_kappa([0, -1], [0, 1], 3)
+    with pytest.raises(ValueError):
+        metrics.quadratic_weighted_kappa([0, 3], [0, 1], 3)
 
 
 def test_regression_metrics_against_hand_computed_values():
@@ -129,6 +157,45 @@ def test_regression_metrics_against_hand_computed_values():
     assert metrics.r2(y, [2.5] * 4) == pytest.approx(0.0)  # predicting the mean
     assert metrics.r2(y, [4, 3, 2, 1]) == pytest.approx(1 - 20 / 5)
     assert np.isnan(metrics.r2([3, 3], [3, 3]))
+    assert metrics.rmse([0, 0], [3, 4]) == pytest.approx((12.5) ** 0.5)
+    assert metrics.mae([0, 0], [3, -4]) == pytest.approx(3.5)
+
+
+def test_regression_metric_edge_cases():
+    assert np.isnan(metrics.r2([3, 3], [3, 4]))  # constant truth: undefined, wrong prediction or not
+    assert np.isnan(metrics.r2([3.0], [3.0]))  # one row
+    assert np.isnan(metrics.r2([1, 2], [1, float("nan")]))
+    for fn in (metrics.r2, metrics.rmse, metrics.mae, metrics.within_one_accuracy):
+        assert np.isnan(fn([], []))
+    assert np.isnan(metrics.mae([1.0, 2.0], [1.0, float("inf")]))
+
+
+def test_reports_against_hand_computed_values():
+    truth, pred = [0, 1, 2, 2], [0, 2, 2, 1]
+    # accuracy 2/4; |t - p| = 0, 1, 0, 1 -> within-one 1, MAE 0.5
+    # QWK: sum W*O = 1 (1,2) + 1 (2,1) = 2; true = pred histogram [1, 1, 2], sum W*E =
+    # (1*1*1 (0,1) + 4*1*2 (0,2) + 1*1*2 (1,2)) * 2 / 4 = 5.5 -> 1 - 2 / 5.5
+    # F1: class 0 -> 1, class 1 tp0 fp1 fn1 -> 0, class 2 tp1 fp1 fn1 -> 0.5
+    # mae_expected: class values [1, 2, 3, 3] vs expected [0.5, 1.5, 2, 1.5] -> (0.5 + 0.5 + 1 + 1.5) / 4
+    got = metrics.ordinal_report(truth, pred, 3, expected=[0.5, 1.5, 2.0, 1.5], values=[1.0, 2.0, 3.0])
+    want = {
+        "accuracy": 0.5,
+        "within_one_accuracy": 1.0,
+        "mae": 0.5,
+        "qwk": 1 - 2 / 5.5,
+        "macro_f1": 0.5,
+        "n": 4,
+        "mae_expected": 0.875,
+    }
+    assert list(got) == list(want) and got == pytest.approx(want)
+    assert metrics.classification_report([0, 1, 1], [0, 1, 0], 2) == pytest.approx(
+        # class 0 tp1 fp1 -> 2/3, class 1 tp1 fn1 -> 2/3
+        {"accuracy": 2 / 3, "macro_f1": 2 / 3, "n": 3}
+    )
+    got = metrics.regression_report([1, 2, 3, 4], [1, 2, 3, 5])
+    assert list(got) == ["r2", "rmse", "mae", "n"] and got == pytest.approx(
+        {"r2": 0.8, "rmse": 0.5, "mae": 0.25, "n": 4}
+    )
 
 
 def test_bootstrap_ci():
@@ -141,6 +208,9 @@ def test_bootstrap_ci():
         metrics.accuracy, correct, np.ones(400), n=200, seed=1
     )  # seeded: reproducible
     assert metrics.bootstrap_ci(metrics.accuracy, [1, 1, 1], [1, 1, 1], n=50) == (1.0, 1.0)
+    # constant truth: every resample's R^2 is NaN, so the interval is too
+    assert all(np.isnan(metrics.bootstrap_ci(metrics.r2, [3, 3, 3], [1, 2, 3], n=20)))
+    assert all(np.isnan(metrics.bootstrap_ci(metrics.accuracy, [], [], n=20)))
     with pytest.raises(ValueError):
         metrics.bootstrap_ci(metrics.accuracy, [1, 2], [1], n=10)
 

@@ -23,16 +23,18 @@ from typing import Any
 
 from ecomine.errors import ModelArtifactError
 
+__all__ = ["MANIFEST", "PICKLE_SUFFIXES", "publish", "read_manifest", "sha256_file", "staging_dir"]
+
 MANIFEST = "manifest.json"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 
 
 def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
+    digest = hashlib.sha256()
     with path.open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _local(path: str | Path) -> Path:
@@ -77,24 +79,24 @@ def staging_dir(root: str | Path) -> Path:
 
 def read_manifest(path: str | Path, verify: bool = True) -> dict[str, Any]:
     """Manifest of the artifact at ``path``; with ``verify`` every file's sha256 is checked."""
-    p = _local(path)
-    mf = p / MANIFEST
-    if not p.is_dir():
-        raise ModelArtifactError(f"model artifact {p} does not exist")
-    if not mf.is_file():
-        raise ModelArtifactError(f"model artifact {p} has no {MANIFEST} (incomplete or not an ecomine artifact)")
+    root = _local(path)
+    manifest_path = root / MANIFEST
+    if not root.is_dir():
+        raise ModelArtifactError(f"model artifact {root} does not exist")
+    if not manifest_path.is_file():
+        raise ModelArtifactError(f"model artifact {root} has no {MANIFEST} (incomplete or not an ecomine artifact)")
     try:
-        manifest = json.loads(mf.read_text())
+        manifest = json.loads(manifest_path.read_text())
     except json.JSONDecodeError as e:
-        raise ModelArtifactError(f"model artifact {p}: {MANIFEST} is corrupt: {e}") from None
-    for f in p.rglob("*"):
+        raise ModelArtifactError(f"model artifact {root}: {MANIFEST} is corrupt: {e}") from None
+    for f in root.rglob("*"):
         if f.is_file() and f.suffix in PICKLE_SUFFIXES:
-            raise ModelArtifactError(f"model artifact {p} contains pickled weights {f.name}; refusing to load")
+            raise ModelArtifactError(f"model artifact {root} contains pickled weights {f.name}; refusing to load")
     if verify:
         for rel, digest in manifest.get("files", {}).items():
-            fp = p / rel
-            if not fp.is_file():
-                raise ModelArtifactError(f"model artifact {p}: file {rel} listed in the manifest is missing")
-            if sha256_file(fp) != digest:
-                raise ModelArtifactError(f"model artifact {p}: checksum mismatch for {rel} (corrupt or modified)")
+            file_path = root / rel
+            if not file_path.is_file():
+                raise ModelArtifactError(f"model artifact {root}: file {rel} listed in the manifest is missing")
+            if sha256_file(file_path) != digest:
+                raise ModelArtifactError(f"model artifact {root}: checksum mismatch for {rel} (corrupt or modified)")
     return manifest

@@ -37,6 +37,8 @@ from ecomine.metrics import (
 )
 from ecomine.model.finetune import has_label, transform_target
 
+__all__ = ["LinearTaskModel", "TfidfModel", "embed_texts", "selection_score", "tfidf_task_baseline"]
+
 log = logging.getLogger(__name__)
 
 
@@ -113,17 +115,17 @@ class LinearTaskModel:
         candidates = self.strengths if (X_val is not None and y_val is not None) else self.strengths[:1]
         self.validation_scores_: dict[float, float] = {}
         best = None
-        for s in candidates:
-            model = self._make(s).fit(X_fit, y_fit)
+        for strength in candidates:
+            model = self._make(strength).fit(X_fit, y_fit)
             self.model_ = model
             if len(candidates) == 1:
-                best = (s, model)
+                best = (strength, model)
                 break
             score = selection_score(self.kind, self.n_classes, np.asarray(y_val), self.predict_raw(X_val))
-            self.validation_scores_[s] = score
-            log.info("%s strength %g: validation %.4f", type(model).__name__, s, score)
+            self.validation_scores_[strength] = score
+            log.info("%s strength %g: validation %.4f", type(model).__name__, strength, score)
             if best is None or score > self.validation_scores_[best[0]]:
-                best = (s, model)
+                best = (strength, model)
         self.strength_, self.model_ = best
         return self
 
@@ -134,9 +136,9 @@ class LinearTaskModel:
             X = self.scaler_.transform(X)
         if self.kind == "regression":
             return np.asarray(self.model_.predict(X), dtype=float)
-        p = self.model_.predict_proba(X)
-        out = np.zeros((p.shape[0], self.n_classes))
-        out[:, self.model_.classes_.astype(int)] = p
+        probs = self.model_.predict_proba(X)
+        out = np.zeros((probs.shape[0], self.n_classes))
+        out[:, self.model_.classes_.astype(int)] = probs
         return out
 
 
@@ -200,30 +202,24 @@ def embed_texts(
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from ecomine.model.network import mean_pool
+    from ecomine.model.network import mean_pool, pad_batch
 
-    tok = AutoTokenizer.from_pretrained(str(base_dir))
-    enc = AutoModel.from_pretrained(str(base_dir)).to(device).eval()
-    ids = tok([prefix + t for t in texts], truncation=True, max_length=max_length, padding=False)["input_ids"]
+    tokenizer = AutoTokenizer.from_pretrained(str(base_dir))
+    encoder = AutoModel.from_pretrained(str(base_dir)).to(device).eval()
+    ids = tokenizer([prefix + t for t in texts], truncation=True, max_length=max_length, padding=False)["input_ids"]
     order = np.argsort([len(x) for x in ids], kind="stable")
-    out = np.zeros((len(texts), int(enc.config.hidden_size)), dtype=np.float32)
-    pad = tok.pad_token_id or 0
+    out = np.zeros((len(texts), int(encoder.config.hidden_size)), dtype=np.float32)
     t0 = time.time()
     with torch.inference_mode():
-        for n_done, s in enumerate(range(0, len(order), batch_size)):
-            b = order[s : s + batch_size]
-            width = max(len(ids[i]) for i in b)
-            x = torch.full((len(b), width), pad, dtype=torch.long)
-            m = torch.zeros((len(b), width), dtype=torch.long)
-            for r, i in enumerate(b):
-                x[r, : len(ids[i])] = torch.tensor(ids[i])
-                m[r, : len(ids[i])] = 1
-            h = enc(input_ids=x.to(device), attention_mask=m.to(device)).last_hidden_state
-            out[b] = mean_pool(h, m.to(device)).float().cpu().numpy()
+        for n_done, start in enumerate(range(0, len(order), batch_size)):
+            rows = order[start : start + batch_size]
+            batch_ids, mask = pad_batch([ids[i] for i in rows], tokenizer.pad_token_id)
+            mask = mask.to(device)
+            hidden = encoder(input_ids=batch_ids.to(device), attention_mask=mask).last_hidden_state
+            out[rows] = mean_pool(hidden, mask).float().cpu().numpy()
             if n_done % 20 == 19:
-                log.info(
-                    "embedded %d/%d texts, %.1f texts/s", s + len(b), len(texts), (s + len(b)) / (time.time() - t0)
-                )
+                n_embedded = start + len(rows)
+                log.info("embedded %d/%d texts, %.1f texts/s", n_embedded, len(texts), n_embedded / (time.time() - t0))
     return out
 
 

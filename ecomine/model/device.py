@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+__all__ = ["choose_device", "spark_task_cpus", "spark_task_gpus"]
+
 
 def choose_device(preference: str = "auto", task_gpus: list[str] | None = None) -> str:
     """'cuda:<i>' or 'cpu'.

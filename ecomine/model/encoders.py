@@ -12,6 +12,8 @@ from pathlib import Path
 
 from ecomine.errors import ModelArtifactError
 
+__all__ = ["E5_SMALL", "needs_query_prefix", "resolve_base"]
+
 E5_SMALL = "e5-small"
 
 

@@ -10,9 +10,9 @@
   /proc/cpuinfo), else ``int8``.
 
 The bench (bench/score_throughput.py) measures the speed of each and the held-out metric
-change against fp32. On this project's AMD EPYC (AVX-512 BF16) bf16 is as fast as int8 and
-moves no held-out prediction, while int8 flips a few borderline ones (more than 0.5 accuracy
-points on a 488-row test set), hence ``auto`` prefers bf16 wherever the CPU has it.
+change against fp32 (``bench/results/throughput.json``). ``auto`` prefers bf16 wherever the
+CPU has it: int8 quantizes activations too and so flips some borderline predictions, bf16
+autocast keeps them much closer to fp32 (the ``quality_check`` records of that file).
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ import logging
 import warnings
 from collections.abc import Callable
 from typing import Any
+
+__all__ = ["PRECISIONS", "cpu_has_bf16", "prepare", "resolve"]
 
 log = logging.getLogger(__name__)
 

@@ -23,12 +23,13 @@ have a label for that task (rows without one contribute nothing):
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,19 @@ import numpy as np
 from ecomine.config import TaskConfig, TrainConfig
 from ecomine.labels import ordinal_values
 from ecomine.metrics import classification_report, ordinal_report, regression_report
+
+__all__ = [
+    "FineTuner",
+    "MISSING",
+    "SELECTION_METRIC",
+    "TaskData",
+    "has_label",
+    "length_grouped_batches",
+    "multitask_loss",
+    "set_seed",
+    "training_autocast",
+    "transform_target",
+]
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +85,8 @@ def set_seed(seed: int) -> None:
 def training_autocast(amp_device: str, bf16_cpu: bool, cpuinfo: str | None = None) -> bool:
     """Whether to train under bf16 autocast: always on CUDA; on CPU when ``bf16_cpu`` is set
     and the CPU has native bf16 instructions (elsewhere emulated bf16 is slower than fp32).
-    Weights, gradients and optimizer state stay fp32 either way. On this project's AMD EPYC
-    (AVX-512 BF16) it trains 1.65-1.89x faster with the same held-out metrics
-    (``bench/results/train_precision.json``)."""
+    Weights, gradients and optimizer state stay fp32 either way. Speed and held-out metrics of
+    both precisions: ``bench/results/train_precision.json`` (``bench/train_precision.py``)."""
     if amp_device == "cuda":
         return True
     from ecomine.model.fastpath import cpu_has_bf16
@@ -87,9 +100,9 @@ def length_grouped_batches(lengths: list[int], batch_size: int, rng: np.random.G
     idx = rng.permutation(len(lengths))
     mega = batch_size * 50
     batches: list[list[int]] = []
-    for s in range(0, len(idx), mega):
-        chunk = sorted(idx[s : s + mega], key=lambda i: lengths[i], reverse=True)
-        batches += [list(chunk[j : j + batch_size]) for j in range(0, len(chunk), batch_size)]
+    for start in range(0, len(idx), mega):
+        chunk = sorted(idx[start : start + mega], key=lambda i: lengths[i], reverse=True)
+        batches += [list(chunk[first : first + batch_size]) for first in range(0, len(chunk), batch_size)]
     order = rng.permutation(len(batches))
     return [batches[i] for i in order]
 
@@ -140,10 +153,11 @@ def multitask_loss(outputs: dict[str, Any], targets: dict[str, np.ndarray], spec
         y = torch.as_tensor(np.asarray(y_np, dtype=np.int64)[keep_np], device=device)
         loss = loss + F.cross_entropy(out, y)
         if kind == "ordinal":
-            v = np.asarray(specs[name]["values"], dtype=np.float32)
-            v01 = torch.as_tensor((v - v.min()) / max(float(v.max() - v.min()), 1e-12), device=device)
-            expected = torch.softmax(out, -1) @ v01
-            loss = loss + F.mse_loss(expected, v01[y])
+            values = np.asarray(specs[name]["values"], dtype=np.float32)
+            span = max(float(values.max() - values.min()), 1e-12)
+            values01 = torch.as_tensor((values - values.min()) / span, device=device)
+            expected = torch.softmax(out, -1) @ values01
+            loss = loss + F.mse_loss(expected, values01[y])
     return loss
 
 
@@ -152,6 +166,59 @@ def _with_lora(encoder: Any, r: int) -> Any:
 
     cfg = LoraConfig(r=r, lora_alpha=2 * r, lora_dropout=0.1, target_modules=["query", "value"], bias="none")
     return get_peft_model(encoder, cfg)
+
+
+_EARLY_STOP = "early stop"
+
+
+@dataclass
+class _EarlyStopping:
+    """The best validation so far (score, step, trainable weights) and the validations since."""
+
+    patience: int  # validations in a row without improvement that end training (0 = never)
+    best: float | None = None
+    best_step: int = 0
+    weights: dict[str, Any] | None = None
+    since_best: int = 0
+
+    def update(self, score: float, step: int, model: Any) -> bool:
+        """Record a validation score; keep ``model``'s trainable weights when it is the best so
+        far. True when patience is used up."""
+        if self.best is None or score > self.best:
+            self.best, self.best_step, self.since_best = score, step, 0
+            self.weights = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+            return False
+        self.since_best += 1
+        return self.patience > 0 and self.since_best >= self.patience
+
+
+@dataclass
+class _Progress:
+    """Counters of a fit: optimizer steps, rows seen, finished epochs, why it stopped."""
+
+    total_steps: int
+    t0: float = field(default_factory=time.time)
+    step: int = 0
+    seen: int = 0
+    epoch: int = 0
+    stop_reason: str | None = None
+
+    @property
+    def stopped_early(self) -> bool:
+        return self.stop_reason is not None and self.stop_reason.startswith(_EARLY_STOP)
+
+
+@dataclass
+class _StepTools:
+    """What an optimizer step needs: optimizer, LR schedule, the trainable parameters (for
+    clipping), the autocast device type and whether bf16 autocast is on."""
+
+    optimizer: Any
+    scheduler: Any
+    params: list[Any]
+    amp_device: str
+    use_amp: bool
+    total_steps: int
 
 
 class FineTuner:
@@ -175,19 +242,46 @@ class FineTuner:
 
     # ------------------------------------------------------------------ fit
     def fit(self, train: TaskData, validation: TaskData) -> FineTuner:
+        """Fine-tune on ``train``, validating on ``validation`` (see the class doc); returns self."""
         import torch
-        from transformers import AutoModel, AutoTokenizer, get_linear_schedule_with_warmup
+        from transformers import AutoModel, AutoTokenizer
 
         from ecomine.model.device import choose_device
-        from ecomine.model.network import MultiHeadEncoder, head_sizes
 
-        a = self.args
-        set_seed(a.seed)
-        if a.num_threads:
-            torch.set_num_threads(a.num_threads)
-        self.device_ = choose_device(a.device)
+        args = self.args
+        set_seed(args.seed)
+        if args.num_threads:
+            torch.set_num_threads(args.num_threads)
+        self.device_ = choose_device(args.device)
         self.tokenizer_ = AutoTokenizer.from_pretrained(str(self.base_dir))
         encoder = AutoModel.from_pretrained(str(self.base_dir))
+        self._plan_tasks(train)
+        self.model_ = self._build_model(encoder)
+        ids = self._encode(train.texts)
+        lengths = [len(x) for x in ids]
+        targets = self._model_targets(train)
+        rng = np.random.default_rng(args.seed)
+        steps_per_epoch = math.ceil(len(ids) / args.batch_size)
+        tools = self._step_tools(total_steps=max(1, int(math.ceil(steps_per_epoch * args.epochs))))
+        self.history_: list[dict[str, Any]] = []
+        stopping = _EarlyStopping(args.early_stopping_patience)
+        progress = _Progress(total_steps=tools.total_steps)
+        validate = functools.partial(self._validate, validation, progress, stopping)
+        self._log_start(len(ids), tools)
+        while progress.stop_reason is None:
+            batches = length_grouped_batches(lengths, args.batch_size, rng)
+            self._train_epoch(batches, ids, targets, tools, progress, validate)
+            progress.epoch += 1
+            if progress.stopped_early:
+                break
+            if not args.eval_every_steps or progress.stop_reason is not None:  # validate at each epoch end, and last
+                if validate() and progress.stop_reason is None:
+                    progress.stop_reason = self._early_stop_reason()
+        self._finish(progress, stopping)
+        return self
+
+    def _plan_tasks(self, train: TaskData) -> None:
+        """``task_specs_`` and ``trained_tasks_`` (the tasks with at least two classes or values)."""
         self.task_specs_ = self._task_specs(train)
         self.trained_tasks_ = [t.name for t in self.tasks if self.task_specs_[t.name].get("trainable")]
         for spec in self.task_specs_.values():
@@ -197,142 +291,163 @@ class FineTuner:
             raise ValueError("no task has labels of at least two classes (or two distinct values) in the training rows")
         if skipped:
             log.info("tasks without enough labels here (head left untrained, outputs null): %s", skipped)
-        if a.freeze_embeddings:
+
+    def _build_model(self, encoder: Any) -> Any:
+        """The encoder (embeddings frozen, LoRA-wrapped as configured) with one head per task, on ``device_``."""
+        from ecomine.model.network import MultiHeadEncoder, head_sizes
+
+        if self.args.freeze_embeddings:
             emb = getattr(encoder, "embeddings", None)
             emb = emb if emb is not None else encoder.get_input_embeddings()
-            for p in emb.parameters():
-                p.requires_grad_(False)
-        if a.lora:
-            encoder = _with_lora(encoder, a.lora_r)
-        model = MultiHeadEncoder(encoder, head_sizes(self.tasks)).to(self.device_)
-        self.model_ = model
+            for param in emb.parameters():
+                param.requires_grad_(False)
+        if self.args.lora:
+            encoder = _with_lora(encoder, self.args.lora_r)
+        return MultiHeadEncoder(encoder, head_sizes(self.tasks)).to(self.device_)
 
-        ids = self._encode(train.texts)
-        lengths = [len(x) for x in ids]
-        targets = self._model_targets(train)
-        rng = np.random.default_rng(a.seed)
-        steps_per_epoch = math.ceil(len(ids) / a.batch_size)
-        total_steps = max(1, int(math.ceil(steps_per_epoch * a.epochs)))
+    def _step_tools(self, total_steps: int) -> _StepTools:
+        """AdamW (no weight decay on biases and norms) with linear warmup/decay, and the autocast choice."""
+        import torch
+        from transformers import get_linear_schedule_with_warmup
+
+        args = self.args
         no_decay = ("bias", "LayerNorm.weight", "layer_norm", "norm.weight")
-        trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        trainable = [(n, p) for n, p in self.model_.named_parameters() if p.requires_grad]
         groups = [
-            {"params": [p for n, p in trainable if not any(k in n for k in no_decay)], "weight_decay": a.weight_decay},
+            {
+                "params": [p for n, p in trainable if not any(k in n for k in no_decay)],
+                "weight_decay": args.weight_decay,
+            },
             {"params": [p for n, p in trainable if any(k in n for k in no_decay)], "weight_decay": 0.0},
         ]
-        opt = torch.optim.AdamW(groups, lr=a.learning_rate)
-        sched = get_linear_schedule_with_warmup(opt, int(a.warmup_ratio * total_steps), total_steps)
+        optimizer = torch.optim.AdamW(groups, lr=args.learning_rate)
+        scheduler = get_linear_schedule_with_warmup(optimizer, int(args.warmup_ratio * total_steps), total_steps)
         amp_device = "cuda" if self.device_.startswith("cuda") else "cpu"
-        use_amp = training_autocast(amp_device, a.bf16_cpu)
-        if amp_device == "cpu" and a.bf16_cpu and not use_amp:
+        use_amp = training_autocast(amp_device, args.bf16_cpu)
+        if amp_device == "cpu" and args.bf16_cpu and not use_amp:
             log.info("model.train.bf16_cpu: this CPU has no native bf16 (avx512_bf16/amx_bf16); training in fp32")
+        return _StepTools(optimizer, scheduler, [p for _, p in trainable], amp_device, use_amp, total_steps)
 
-        self.history_: list[dict[str, Any]] = []
-        state: dict[str, Any] = {"best": None, "weights": None, "bad": 0, "best_step": 0}
-        step, seen, epoch, t0 = 0, 0, 0, time.time()
-        stop_reason: str | None = None
-        n_trainable = sum(p.numel() for _, p in trainable)
+    def _log_start(self, n_rows: int, tools: _StepTools) -> None:
+        args = self.args
         log.info(
             "fine-tuning %s on %s: %d rows, %d steps (batch %d, %.3g epochs), tasks %s, %.1fM trainable parameters%s%s",
             Path(str(self.base_dir)).name,
             self.device_,
-            len(ids),
-            total_steps,
-            a.batch_size,
-            a.epochs,
+            n_rows,
+            tools.total_steps,
+            args.batch_size,
+            args.epochs,
             self.trained_tasks_,
-            n_trainable / 1e6,
-            f", LoRA r={a.lora_r}" if a.lora else "",
-            ", embeddings frozen" if a.freeze_embeddings else "",
+            sum(p.numel() for p in tools.params) / 1e6,
+            f", LoRA r={args.lora_r}" if args.lora else "",
+            ", embeddings frozen" if args.freeze_embeddings else "",
         )
 
-        def validate() -> bool:
-            """Validate, keep the best trainable weights; True when patience is used up."""
-            val = self.evaluate(validation) if len(validation) else {}
-            score = self._selection_score(val)
-            self.history_.append(
-                {
-                    "epoch": epoch,
-                    "step": step,
-                    "validation": val,
-                    "score": score if math.isfinite(score) else None,
-                    "seconds": round(time.time() - t0, 1),
-                }
-            )
-            log.info("validation at step %d (epoch %d): score %.4f %s", step, epoch, score, val)
-            model.train()
-            if not val:
-                return False  # nothing to select on: keep the last weights, never stop early
-            if state["best"] is None or score > state["best"]:
-                state.update(best=score, bad=0, best_step=step)
-                state["weights"] = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
-                return False
-            state["bad"] += 1
-            return a.early_stopping_patience > 0 and state["bad"] >= a.early_stopping_patience
+    def _train_epoch(
+        self,
+        batches: list[list[int]],
+        ids: list[list[int]],
+        targets: dict[str, np.ndarray],
+        tools: _StepTools,
+        progress: _Progress,
+        validate: Callable[[], bool],
+    ) -> None:
+        """One pass over ``batches``; sets ``progress.stop_reason`` when training must end
+        (patience used up at a step validation, time budget spent, all steps done)."""
+        args = self.args
+        self.model_.train()
+        for batch in batches:
+            loss = self._train_step(batch, ids, targets, tools)
+            progress.step += 1
+            progress.seen += len(batch)
+            self._log_step(progress, loss, args.batch_size)
+            every = args.eval_every_steps
+            if every and progress.step % every == 0 and progress.step < progress.total_steps and validate():
+                progress.stop_reason = self._early_stop_reason()
+                return
+            if time.time() - progress.t0 > args.max_seconds:
+                progress.stop_reason = f"time budget {args.max_seconds:.0f}s spent"
+                return
+            if progress.step >= progress.total_steps:
+                progress.stop_reason = "epochs done"
+                return
 
-        while stop_reason is None:
-            model.train()
-            for batch in length_grouped_batches(lengths, a.batch_size, rng):
-                x, m = self._pad([ids[i] for i in batch])
-                x, m = x.to(self.device_), m.to(self.device_)
-                with torch.autocast(amp_device, dtype=torch.bfloat16, enabled=use_amp):
-                    outputs, _ = model(x, m)
-                loss = multitask_loss(outputs, {n: targets[n][batch] for n in self.trained_tasks_}, self.task_specs_)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_([p for _, p in trainable], a.max_grad_norm)
-                opt.step()
-                sched.step()
-                step += 1
-                seen += len(batch)
-                if step % 20 == 0 or step == total_steps:
-                    el = time.time() - t0
-                    rate = seen / el
-                    log.info(
-                        "step %d/%d loss %.4f  %.1f samples/s  %.0fs elapsed, ~%.0fs to go",
-                        step,
-                        total_steps,
-                        loss.item(),
-                        rate,
-                        el,
-                        (total_steps - step) * a.batch_size / max(rate, 1e-9),
-                    )
-                if a.eval_every_steps and step % a.eval_every_steps == 0 and step < total_steps:
-                    if validate():
-                        stop_reason = (
-                            f"early stop: no validation improvement in {a.early_stopping_patience} evaluation(s)"
-                        )
-                        break
-                if time.time() - t0 > a.max_seconds:
-                    stop_reason = f"time budget {a.max_seconds:.0f}s spent"
-                    break
-                if step >= total_steps:
-                    stop_reason = "epochs done"
-                    break
-            epoch += 1
-            if stop_reason is not None and stop_reason.startswith("early"):
-                break
-            if (not a.eval_every_steps or stop_reason is not None) and validate() and stop_reason is None:
-                stop_reason = f"early stop: no validation improvement in {a.early_stopping_patience} evaluation(s)"
-        if state["weights"] is not None:
-            model.load_state_dict(state["weights"], strict=False)
-        if a.lora:
+    def _train_step(self, batch: list[int], ids: list[list[int]], targets: dict[str, np.ndarray], tools: _StepTools):
+        """Forward (under bf16 autocast where chosen), multi-task loss, clipped AdamW step; the loss."""
+        import torch
+
+        x, mask = self._pad([ids[i] for i in batch])
+        x, mask = x.to(self.device_), mask.to(self.device_)
+        with torch.autocast(tools.amp_device, dtype=torch.bfloat16, enabled=tools.use_amp):
+            outputs, _ = self.model_(x, mask)
+        loss = multitask_loss(outputs, {n: targets[n][batch] for n in self.trained_tasks_}, self.task_specs_)
+        tools.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(tools.params, self.args.max_grad_norm)
+        tools.optimizer.step()
+        tools.scheduler.step()
+        return loss
+
+    @staticmethod
+    def _log_step(progress: _Progress, loss: Any, batch_size: int) -> None:
+        if progress.step % 20 and progress.step != progress.total_steps:
+            return
+        elapsed = time.time() - progress.t0
+        rate = progress.seen / elapsed
+        log.info(
+            "step %d/%d loss %.4f  %.1f samples/s  %.0fs elapsed, ~%.0fs to go",
+            progress.step,
+            progress.total_steps,
+            loss.item(),
+            rate,
+            elapsed,
+            (progress.total_steps - progress.step) * batch_size / max(rate, 1e-9),
+        )
+
+    def _validate(self, validation: TaskData, progress: _Progress, stopping: _EarlyStopping) -> bool:
+        """Validate, record it in ``history_``, keep the best trainable weights; True when patience is used up."""
+        report = self.evaluate(validation) if len(validation) else {}
+        score = self._selection_score(report)
+        self.history_.append(
+            {
+                "epoch": progress.epoch,
+                "step": progress.step,
+                "validation": report,
+                "score": score if math.isfinite(score) else None,
+                "seconds": round(time.time() - progress.t0, 1),
+            }
+        )
+        log.info("validation at step %d (epoch %d): score %.4f %s", progress.step, progress.epoch, score, report)
+        self.model_.train()
+        if not report:
+            return False  # nothing to select on: keep the last weights, never stop early
+        return stopping.update(score, progress.step, self.model_)
+
+    def _early_stop_reason(self) -> str:
+        return f"{_EARLY_STOP}: no validation improvement in {self.args.early_stopping_patience} evaluation(s)"
+
+    def _finish(self, progress: _Progress, stopping: _EarlyStopping) -> None:
+        """Best weights back in, LoRA merged, eval mode; the run's learned-state attributes."""
+        model = self.model_
+        if stopping.weights is not None:
+            model.load_state_dict(stopping.weights, strict=False)
+        if self.args.lora:
             model.encoder = model.encoder.merge_and_unload()  # plain transformers encoder again
         model.eval()
-        self.model_ = model
-        self.train_seconds_ = round(time.time() - t0, 1)
-        self.samples_per_second_ = round(seen / max(self.train_seconds_, 1e-9), 2)
-        self.stop_reason_ = stop_reason
-        self.steps_ = step
-        self.best_step_ = state["best_step"] if state["weights"] is not None else step
+        self.train_seconds_ = round(time.time() - progress.t0, 1)
+        self.samples_per_second_ = round(progress.seen / max(self.train_seconds_, 1e-9), 2)
+        self.stop_reason_ = progress.stop_reason
+        self.steps_ = progress.step
+        self.best_step_ = stopping.best_step if stopping.weights is not None else progress.step
         log.info(
             "fine-tune done: %d steps (best at %d), %.0fs, %.1f samples/s (%s)",
-            step,
+            progress.step,
             self.best_step_,
             self.train_seconds_,
             self.samples_per_second_,
-            stop_reason,
+            progress.stop_reason,
         )
-        return self
 
     # ------------------------------------------------------------------ targets
     def _task_specs(self, train: TaskData) -> dict[str, dict[str, Any]]:
@@ -386,16 +501,9 @@ class FineTuner:
         return enc["input_ids"]
 
     def _pad(self, seqs: list[list[int]]):
-        import torch
+        from ecomine.model.network import pad_batch
 
-        width = max(len(s) for s in seqs)
-        pad = self.tokenizer_.pad_token_id or 0
-        x = torch.full((len(seqs), width), pad, dtype=torch.long)
-        m = torch.zeros((len(seqs), width), dtype=torch.long)
-        for r, s in enumerate(seqs):
-            x[r, : len(s)] = torch.tensor(s)
-            m[r, : len(s)] = 1
-        return x, m
+        return pad_batch(seqs, self.tokenizer_.pad_token_id)
 
     def predict_raw(self, texts: Sequence[str], with_embeddings: bool = False) -> dict[str, np.ndarray]:
         """Raw head outputs per task for ``texts`` (input order), computed in float32 on every
@@ -414,14 +522,14 @@ class FineTuner:
             out["_pooled"] = np.zeros((len(texts), int(self.model_.encoder.config.hidden_size)), dtype=np.float32)
         self.model_.eval()
         with torch.inference_mode():  # float32, as the predictor's reference precision
-            for s in range(0, len(order), self.args.eval_batch_size):
-                b = order[s : s + self.args.eval_batch_size]
-                x, m = self._pad([ids[i] for i in b])
-                logits, pooled = self.model_(x.to(self.device_), m.to(self.device_))
+            for start in range(0, len(order), self.args.eval_batch_size):
+                rows = order[start : start + self.args.eval_batch_size]
+                x, mask = self._pad([ids[i] for i in rows])
+                logits, pooled = self.model_(x.to(self.device_), mask.to(self.device_))
                 for t in self.tasks:
-                    out[t.name][b] = raw_head_output(t.kind, logits[t.name])
+                    out[t.name][rows] = raw_head_output(t.kind, logits[t.name])
                 if with_embeddings:
-                    out["_pooled"][b] = pooled.float().cpu().numpy()
+                    out["_pooled"][rows] = pooled.float().cpu().numpy()
         return out
 
     def predict_proba(self, texts: Sequence[str]) -> dict[str, np.ndarray]:

@@ -8,11 +8,25 @@ regression tasks (see ``head_size``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import nn
+
+__all__ = ["MultiHeadEncoder", "head_size", "head_sizes", "mean_pool", "pad_batch"]
+
+
+def pad_batch(seqs: Sequence[Sequence[int]], pad_id: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token id lists as a ``(n, longest)`` id tensor padded with ``pad_id`` (0 when the
+    tokenizer has none) and the matching 0/1 attention mask, both int64 on the CPU."""
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id or 0, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for row, seq in enumerate(seqs):
+        ids[row, : len(seq)] = torch.tensor(seq)
+        mask[row, : len(seq)] = 1
+    return ids, mask
 
 
 def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -39,6 +39,19 @@ from ecomine.errors import ModelArtifactError
 from ecomine.labels import ordinal_values
 from ecomine.model import artifact
 
+__all__ = [
+    "ANY",
+    "CATALOG",
+    "HEADS_META",
+    "REVIEWS",
+    "Predictor",
+    "frame_from_columns",
+    "get_predictor",
+    "output_columns",
+    "raw_head_output",
+    "task_outputs",
+]
+
 log = logging.getLogger(__name__)
 
 _CACHE: dict[tuple[str, str, str, str], Predictor] = {}
@@ -198,32 +211,29 @@ class Predictor:
             raise ValueError(f"no model for language(s) {unknown}; the artifact has {self.languages}")
         return frame_from_columns(cols, out)
 
-    def _predict_language(self, lm: _LanguageModel, texts: list[str], idx: np.ndarray, bs: int, out: dict) -> None:
+    def _predict_language(
+        self, lm: _LanguageModel, texts: list[str], idx: np.ndarray, batch_size: int, out: dict
+    ) -> None:
+        """Score ``texts`` (the rows ``idx`` of the whole input) with ``lm`` into ``out``."""
+        from ecomine.model.network import pad_batch
+
         torch = lm.torch
-        L = self.max_length
-        enc = lm.tokenizer([lm.prefix + t for t in texts], truncation=True, max_length=L + 1, padding=False)
+        max_len = self.max_length
+        enc = lm.tokenizer([lm.prefix + t for t in texts], truncation=True, max_length=max_len + 1, padding=False)
         ids_list = enc["input_ids"]
         n_tokens = np.array([len(x) for x in ids_list])
-        truncated = n_tokens > L
+        truncated = n_tokens > max_len
         sep = lm.tokenizer.sep_token_id
-        ids_list = [x[: L - 1] + [sep] if len(x) > L else x for x in ids_list]
+        ids_list = [x[: max_len - 1] + [sep] if len(x) > max_len else x for x in ids_list]
         order = np.argsort([len(x) for x in ids_list], kind="stable")
-        pad = lm.tokenizer.pad_token_id or 0
         tasks = [t for t in self.tasks if t["name"] in lm.trained]  # the others stay null in this language
         raw = {t["name"]: [] for t in tasks}
         with torch.inference_mode():
-            for start in range(0, len(order), bs):
-                b = order[start : start + bs]
-                width = max(len(ids_list[i]) for i in b)
-                ids = torch.full((len(b), width), pad, dtype=torch.long)
-                mask = torch.zeros((len(b), width), dtype=torch.long)
-                for r, i in enumerate(b):
-                    seq = ids_list[i]
-                    ids[r, : len(seq)] = torch.tensor(seq)
-                    mask[r, : len(seq)] = 1
-                ids, mask = ids.to(lm.device), mask.to(lm.device)
+            for start in range(0, len(order), batch_size):
+                batch = [ids_list[i] for i in order[start : start + batch_size]]
+                ids, mask = pad_batch(batch, lm.tokenizer.pad_token_id)
                 with lm.autocast():
-                    logits, _ = lm.net(ids, mask)
+                    logits, _ = lm.net(ids.to(lm.device), mask.to(lm.device))
                 for t in tasks:
                     raw[t["name"]].append(raw_head_output(t["kind"], logits[t["name"]]))
         rows = idx[order]
@@ -231,7 +241,7 @@ class Predictor:
             if len(order):
                 for col, values in task_outputs(lm.task_specs[t["name"]], np.concatenate(raw[t["name"]])).items():
                     out[col][rows] = values
-        out["n_tokens"][idx] = np.minimum(n_tokens, L)
+        out["n_tokens"][idx] = np.minimum(n_tokens, max_len)
         out["truncated"][idx] = truncated
 
 
