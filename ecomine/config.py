@@ -45,6 +45,7 @@ __all__ = [
     "StorageConfig",
     "TablesConfig",
     "TaskConfig",
+    "TaskSpec",
     "TrainConfig",
     "deep_merge",
     "from_layers",
@@ -183,6 +184,10 @@ class TaskConfig:
                 raise ConfigError(f"task {self.name}: positive must be one of {self.classes}, got {self.positive!r}")
         elif self.positive is not None:
             raise ConfigError(f"task {self.name}: positive applies to binary tasks only, not kind {self.kind!r}")
+
+
+#: A task as the config (``model.tasks``) or a model manifest (``tasks``, plain dicts) describes it.
+TaskSpec = TaskConfig | Mapping[str, Any]
 
 
 @dataclass(frozen=True)

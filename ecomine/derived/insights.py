@@ -40,14 +40,13 @@ from typing import Any
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from ecomine.config import InsightsConfig, TaskConfig
+from ecomine.config import InsightsConfig, TaskSpec
 from ecomine.errors import SchemaError
 
 __all__ = [
     "KEYS",
     "STAMP_COLUMNS",
     "TaskOutputs",
-    "TaskSpec",
     "category_insights",
     "category_paths",
     "insight_tables",
@@ -70,9 +69,6 @@ STAMP_COLUMNS: tuple[str, ...] = ("insights_run_id", "computed_at")
 _OUTPUT_SUFFIXES = ("label", "prob", "expected", "value")
 _TASK_COLUMN = re.compile(r"^([a-z][a-z0-9_]*?)_(label|prob|expected|value)$")
 _INTERNAL = "_ins_"  # prefix of internal columns
-
-#: A task as the config (``model.tasks``) or a model manifest (``tasks``) describes it.
-TaskSpec = TaskConfig | Mapping[str, Any]
 
 
 # --------------------------------------------------------------------------- task discovery

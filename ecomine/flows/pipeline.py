@@ -505,7 +505,9 @@ def derive_tables(spark: SparkSession, cfg: Config, run: Run, model: dict[str, A
 
     if cfg.explain.sample_size:
         t1 = time.time()
-        ex = explain.explain_run(spark, cfg, run.run_id, model["artifact_path"], scores, reviews, fr, explained_at=now)
+        ex = explain.explain_run(
+            spark, cfg.explain, run.run_id, model["artifact_path"], scores, reviews, fr, explained_at=now
+        )
         m = delta_io.merge_into(
             spark,
             cfg.table("review_explanations"),
