@@ -208,8 +208,8 @@ def main(argv: list[str] | None = None) -> int:
         timings["explanations (6 reviews)"] = time.time() - t
 
         t = time.time()
-        html = report.render_run_report(spark, cfg, run2.run_id)
-        path = report.write_report(html, report.reports_dir(cfg), run2.run_id)
+        html = report.render_run_report(spark, cfg.storage, cfg.tables, run2.run_id)
+        path = report.write_report(html, report.reports_dir(cfg.storage), run2.run_id)
         timings["render report"] = time.time() - t
     finally:
         spark.stop()
