@@ -336,24 +336,26 @@ def _run_histograms(
 
 
 def _histogram(df: DataFrame, column: str, bins: int) -> tuple[list[int], float | None]:
+    """Counts of ``column``'s values in ``bins`` equal bins over [0, 1] and their mean
+    (values outside [0, 1], NaN and null are left out)."""
     from pyspark.sql import functions as F
 
-    v = F.col(column).cast("double")
-    v = F.when(~F.isnan(v) & (v >= 0.0) & (v <= 1.0), v)
-    b = F.least(F.floor(v * F.lit(bins)).cast("int"), F.lit(bins - 1))
+    value = F.col(column).cast("double")
+    value = F.when(~F.isnan(value) & (value >= 0.0) & (value <= 1.0), value)
+    bin_index = F.least(F.floor(value * F.lit(bins)).cast("int"), F.lit(bins - 1))
     counts = [0] * bins
     rows = (
-        df.select(b.alias("b"), v.alias("v"))
-        .where(F.col("v").isNotNull())
-        .groupBy("b")
-        .agg(F.count(F.lit(1)).alias("n"), F.sum("v").alias("s"))
+        df.select(bin_index.alias("bin"), value.alias("value"))
+        .where(F.col("value").isNotNull())
+        .groupBy("bin")
+        .agg(F.count(F.lit(1)).alias("n"), F.sum("value").alias("total"))
         .collect()
     )  # <= bins rows
     total, n = 0.0, 0
-    for r in rows:
-        counts[int(r["b"])] = int(r["n"])
-        total += float(r["s"])
-        n += int(r["n"])
+    for row in rows:
+        counts[int(row["bin"])] = int(row["n"])
+        total += float(row["total"])
+        n += int(row["n"])
     return counts, (total / n if n else None)
 
 
@@ -597,8 +599,8 @@ def _duration(run: dict[str, Any]) -> float | None:
     return None
 
 
-def _summary_facts(d: ReportData) -> list[list[Any]]:
-    run = d.run
+def _summary_facts(data: ReportData) -> list[list[Any]]:
+    run = data.run
     status = _text(run.get("status"))
     versions = ", ".join(f"{k} v{v}" for k, v in sorted(run["source_versions"].items()))
     return [
@@ -610,7 +612,7 @@ def _summary_facts(d: ReportData) -> list[list[Any]]:
         ["model version", run.get("model_version")],
         ["source table versions", versions or None],
         ["rows selected by", run["details"].get("selection")],
-        ["previous scoring run", (d.previous_run or {}).get("run_id")],
+        ["previous scoring run", (data.previous_run or {}).get("run_id")],
     ]
 
 
@@ -655,20 +657,30 @@ def _metric_rows(metrics: dict[str, Any]) -> list[list[Any]]:
     return rows
 
 
-def _drift_view(d: ReportData) -> tuple[list[list[Any]], list[Chart], str]:
+def _drift_view(data: ReportData) -> tuple[list[list[Any]], list[Chart], str]:
     """The drift table's rows, one histogram per column, and the note above them."""
     rows, charts = [], []
-    for x in d.drift:
-        title = f"{x.column}: this run vs previous run" if x.reference is not None else f"{x.column}: this run"
-        charts.append(histogram_chart(x.edges, x.current, x.reference, title))
-        n_reference = sum(x.reference) if x.reference is not None else None
-        rows.append([x.column, sum(x.current), x.mean_current, n_reference, x.mean_reference, x.psi, psi_label(x.psi)])
-    previous = d.previous_run["run_id"] if d.previous_run else None
+    for col in data.drift:
+        title = f"{col.column}: this run vs previous run" if col.reference is not None else f"{col.column}: this run"
+        charts.append(histogram_chart(col.edges, col.current, col.reference, title))
+        n_reference = sum(col.reference) if col.reference is not None else None
+        rows.append(
+            [
+                col.column,
+                sum(col.current),
+                col.mean_current,
+                n_reference,
+                col.mean_reference,
+                col.psi,
+                psi_label(col.psi),
+            ]
+        )
+    previous = data.previous_run["run_id"] if data.previous_run else None
     if previous:
         note = f"Compared with run {previous}."
     else:
         note = "No earlier scoring run to compare with: PSI is not available."
-    if sum(sum(x.current) for x in d.drift) == 0:
+    if sum(sum(col.current) for col in data.drift) == 0:
         note += " This run scored no new rows."
     return rows, charts, note
 
@@ -705,27 +717,27 @@ def _explanation_rows(explanations: list[dict[str, Any]] | None) -> list[list[An
     return [[r.get(k) for k in keys] + [_tokens(r.get("top_tokens"))] for r in explanations]
 
 
-def _throughput_chart(d: ReportData) -> Chart | None:
-    history = d.throughput
+def _throughput_chart(data: ReportData) -> Chart | None:
+    history = data.throughput
     if not history:
         return None
-    highlight = next((i for i, h in enumerate(history) if h["run_id"] == d.run["run_id"]), None)
+    highlight = next((i for i, h in enumerate(history) if h["run_id"] == data.run["run_id"]), None)
     return bars_chart(
         [h["run_id"] for h in history],
         [h["rows_per_second"] for h in history],
         highlight,
-        f"rows/s, last {len(history)} {d.run.get('job')} runs",
+        f"rows/s, last {len(history)} {data.run.get('job')} runs",
         "rows/s",
     )
 
 
-def _view(d: ReportData) -> dict[str, Any]:
+def _view(data: ReportData) -> dict[str, Any]:
     """What the template needs besides ``data``: table rows, charts and notes."""
-    run, details = d.run, d.run["details"]
-    drift_rows, drift_charts, drift_note = _drift_view(d)
+    run, details = data.run, data.run["details"]
+    drift_rows, drift_charts, drift_note = _drift_view(data)
     model_version = run.get("model_version")
     return {
-        "data": d,
+        "data": data,
         "run": run,
         "title": f"ecomine run {run.get('run_id')}",
         "summary_kpis": [
@@ -735,21 +747,21 @@ def _view(d: ReportData) -> dict[str, Any]:
             ("written", run.get("rows_written"), 2),
             ("seconds", _duration(run), 1),
         ],
-        "summary_facts": _summary_facts(d),
+        "summary_facts": _summary_facts(data),
         "model_missing": f"Model {model_version} is not in the models table."
         if model_version
         else "This run used no model.",
-        "model_facts": _model_facts(d.model) if d.model else [],
-        "metric_rows": _metric_rows(d.model["metrics"]) if d.model else [],
+        "model_facts": _model_facts(data.model) if data.model else [],
+        "metric_rows": _metric_rows(data.model["metrics"]) if data.model else [],
         "drift_rows": drift_rows,
         "drift_charts": drift_charts,
         "drift_note": drift_note,
         "reviewer_rows": _risk_rows(
-            d.fraud_reviewers,
+            data.fraud_reviewers,
             ("reviewer_id", "reviews", "reviews_flagged", "mean_fraud_score", "max_fraud_score", "top_reasons"),
         ),
         "product_rows": _risk_rows(
-            d.fraud_products,
+            data.fraud_products,
             (
                 "product_id",
                 "reviews",
@@ -760,13 +772,13 @@ def _view(d: ReportData) -> dict[str, Any]:
                 "top_reasons",
             ),
         ),
-        "explanation_rows": _explanation_rows(d.explanations),
+        "explanation_rows": _explanation_rows(data.explanations),
         "throughput_kpis": [
             ("rows / second", details.get("rows_per_second"), 2),
             ("scoring seconds", details.get("score_seconds"), 1),
             ("wall seconds", details.get("wall_seconds"), 1),
         ],
-        "throughput_chart": _throughput_chart(d),
+        "throughput_chart": _throughput_chart(data),
     }
 
 
@@ -786,9 +798,9 @@ def _template() -> jinja2.Template:
     return env.get_template(TEMPLATE)
 
 
-def render(d: ReportData) -> str:
-    """The HTML page for ``d``: one self-contained document, no scripts, no external URLs."""
-    return _template().render(**_view(d))
+def render(data: ReportData) -> str:
+    """The HTML page for ``data``: one self-contained document, no scripts, no external URLs."""
+    return _template().render(**_view(data))
 
 
 def render_run_report(
@@ -820,19 +832,19 @@ def write_report(html_text: str, directory: str | os.PathLike[str], run_id: str)
     through pyarrow's filesystem layer. ``run_id`` must be a plain file name."""
     if not _SAFE_ID.match(run_id):
         raise ValueError(f"run id {run_id!r} is not usable as a file name")
-    d = str(directory)
-    if d.startswith("file:"):
-        d = re.sub(r"^file:/*", "/", d)
-    if "://" in d:
+    target_dir = str(directory)
+    if target_dir.startswith("file:"):
+        target_dir = re.sub(r"^file:/*", "/", target_dir)
+    if "://" in target_dir:
         from pyarrow import fs
 
-        filesystem, base = fs.FileSystem.from_uri(d)
+        filesystem, base = fs.FileSystem.from_uri(target_dir)
         filesystem.create_dir(base, recursive=True)
         target = base.rstrip("/") + f"/{run_id}.html"
         with filesystem.open_output_stream(target) as f:
             f.write(html_text.encode("utf-8"))
-        return d.rstrip("/") + f"/{run_id}.html"
-    p = Path(d)
+        return target_dir.rstrip("/") + f"/{run_id}.html"
+    p = Path(target_dir)
     p.mkdir(parents=True, exist_ok=True)
     target = p / f"{run_id}.html"
     fd, tmp = tempfile.mkstemp(dir=p, prefix=f".{run_id}.", suffix=".tmp")
