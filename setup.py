@@ -21,6 +21,7 @@ INSTALL_REQUIRES = [
     "scikit-learn==1.9.1",
     "PyYAML==6.0.4",
     "captum==0.9.0",  # Integrated Gradients for review explanations
+    "Jinja2==3.1.6",  # the run report's HTML template (autoescaped)
     "peft==0.21.2",  # optional LoRA fine-tuning (model.train.lora)
     "deltalake==1.6.6",  # delta-rs: the `ecomine` console command reads tables without a JVM
     "psutil==7.2.2",
@@ -44,6 +45,7 @@ setup(
     description=__doc__,
     python_requires=">=3.10",
     packages=find_packages(include=["ecomine", "ecomine.*", "jobs"]),
+    package_data={"ecomine.derived": ["templates/*.j2", "templates/*.css"]},  # the run report's template
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,
     entry_points={"console_scripts": ["ecomine=ecomine.cli:console_main"]},

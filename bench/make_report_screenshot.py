@@ -25,6 +25,7 @@ seconds each step took.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shutil
 import sys
@@ -99,13 +100,12 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    sys.path.insert(0, str(ROOT))
 
     from pyspark.sql import functions as F
 
     from ecomine import config, session
+    from ecomine.config import FraudConfig
     from ecomine.derived import explain, fraud, insights, report
-    from ecomine.derived.fraud_rules import FraudConfig
     from ecomine.io import delta_io, demo_data, tables
     from jobs import nightly
 
@@ -171,12 +171,17 @@ def main(argv: list[str] | None = None) -> int:
 
         t = time.time()
         fr = delta_io.read(spark, cfg.storage.table_path("review_fraud"))
-        kw = {"insights_run_id": run2.run_id}
-        for name, df in {
-            "product_insights": insights.product_insights(scores, reviews, fr, catalog, now, cfg, **kw),
-            "category_insights": insights.category_insights(scores, reviews, fr, catalog, now, cfg, **kw),
-            "reviewer_profiles": insights.reviewer_profiles(scores, reviews, fr, now, cfg, **kw),
-        }.items():
+        for name, df in insights.insight_tables(
+            scores,
+            reviews,
+            fr,
+            catalog,
+            now,
+            cfg.insights,
+            flag_threshold=cfg.fraud.flag_threshold,
+            tasks=cfg.model.tasks,
+            run_id=run2.run_id,
+        ).items():
             delta_io.overwrite_small(spark, cfg.storage.table_path(name), df, meta)
         timings["insight tables"] = time.time() - t
 
@@ -184,16 +189,13 @@ def main(argv: list[str] | None = None) -> int:
         model = delta_io.read(spark, cfg.table("models")).where(F.col("model_version") == run2.model_version).first()
         ex = explain.explain_run(
             spark,
-            cfg,
+            dataclasses.replace(cfg.explain, sample_size=6, top_k=6, n_steps=32),
             run2.run_id,
             model["artifact_path"],
             scores,
             reviews,
             fr,
             explained_at=now.astimezone(timezone.utc),
-            sample_size=6,
-            top_k=6,
-            n_steps=32,
         )
         delta_io.merge_into(
             spark,
@@ -206,8 +208,8 @@ def main(argv: list[str] | None = None) -> int:
         timings["explanations (6 reviews)"] = time.time() - t
 
         t = time.time()
-        html = report.render_run_report(spark, cfg, run2.run_id)
-        path = report.write_report(html, report.reports_dir(cfg), run2.run_id)
+        html = report.render_run_report(spark, cfg.storage, cfg.tables, run2.run_id)
+        path = report.write_report(html, report.reports_dir(cfg.storage), run2.run_id)
         timings["render report"] = time.time() - t
     finally:
         spark.stop()

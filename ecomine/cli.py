@@ -7,22 +7,30 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from deltalake import DeltaTable
+
+    from ecomine.config import Config, ReviewColumns
+
+__all__ = ["console_main", "job_parser", "setup_logging"]
+
+
+def _add_config_arguments(parser: argparse.ArgumentParser, set_help: str) -> None:
+    """``--conf-dir``, ``--env`` and the repeatable ``--set KEY=VALUE`` (config.load's arguments)."""
+    parser.add_argument(
+        "--conf-dir", default=os.environ.get("ECOMINE_CONF_DIR", "conf"), help="folder with base.yaml and <env>.yaml"
+    )
+    parser.add_argument(
+        "--env", default=os.environ.get("ECOMINE_ENV", "local"), help="config layer on top of base.yaml"
+    )
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=set_help)
 
 
 def job_parser(description: str | None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument(
-        "--conf-dir", default=os.environ.get("ECOMINE_CONF_DIR", "conf"), help="folder with base.yaml and <env>.yaml"
-    )
-    p.add_argument("--env", default=os.environ.get("ECOMINE_ENV", "local"), help="config layer on top of base.yaml")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key (repeatable)",
-    )
+    _add_config_arguments(p, "override a config key (repeatable)")
     p.add_argument("--log-level", default=os.environ.get("ECOMINE_LOG_LEVEL", "INFO"))
     p.add_argument(
         "--run-id",
@@ -48,44 +56,28 @@ def setup_logging(level: str) -> None:
 
 def _console_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--conf-dir", default=os.environ.get("ECOMINE_CONF_DIR", "conf"), help="folder with base.yaml and <env>.yaml"
-    )
-    common.add_argument(
-        "--env", default=os.environ.get("ECOMINE_ENV", "local"), help="config layer on top of base.yaml"
-    )
-    common.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key (repeatable), e.g. --set storage.root=s3://bucket/lake",
-    )
-    p = argparse.ArgumentParser(
+    _add_config_arguments(common, "override a config key (repeatable), e.g. --set storage.root=s3://bucket/lake")
+    parser = argparse.ArgumentParser(
         prog="ecomine",
         description="ecomine: look at runs, models and a review's scores in the lakehouse (read-only, no Spark).",
     )
-    sub = p.add_subparsers(dest="command", required=True, metavar="{runs,models,show}")
-    r = sub.add_parser("runs", parents=[common], help="the last runs from the runs table")
-    r.add_argument("-n", type=int, default=10, help="how many runs (newest first)")
-    r.add_argument("--job", default=None, help="only runs of this job (nightly, score, train, ...)")
-    m = sub.add_parser("models", parents=[common], help="model versions, their held-out metrics, which one is current")
-    m.add_argument("-n", type=int, default=5, help="how many model versions (newest first)")
-    s = sub.add_parser("show", parents=[common], help="one review: text, scores, fraud reasons, explanation")
-    s.add_argument("review_id")
-    return p
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{runs,models,show}")
+    runs = sub.add_parser("runs", parents=[common], help="the last runs from the runs table")
+    runs.add_argument("-n", type=int, default=10, help="how many runs (newest first)")
+    runs.add_argument("--job", default=None, help="only runs of this job (nightly, score, train, ...)")
+    models = sub.add_parser(
+        "models", parents=[common], help="model versions, their held-out metrics, which one is current"
+    )
+    models.add_argument("-n", type=int, default=5, help="how many model versions (newest first)")
+    show = sub.add_parser("show", parents=[common], help="one review: text, scores, fraud reasons, explanation")
+    show.add_argument("review_id")
+    return parser
 
 
-def _location(cfg, logical: str) -> str:
-    return cfg.table(logical) if hasattr(cfg.tables, logical) else cfg.storage.table_path(logical)
-
-
-def _open(cfg, logical: str):
-    """delta-rs table for a logical name, or None when there is no Delta table there."""
+def _open(path: str) -> DeltaTable | None:
+    """delta-rs table at ``path``, or None when there is no Delta table there."""
     from deltalake import DeltaTable
 
-    path = _location(cfg, logical)
     if "://" not in path and not Path(path, "_delta_log").is_dir():
         return None
     try:
@@ -94,7 +86,7 @@ def _open(cfg, logical: str):
         return None
 
 
-def _rows(table, filters=None, columns=None) -> list[dict]:
+def _rows(table: DeltaTable | None, filters: list[tuple[str, str, Any]] | None = None) -> list[dict[str, Any]]:
     """Rows as dicts, scanned on the calling thread.
 
     Arrow's threaded dataset scan leaves reader threads behind that can abort the process
@@ -105,10 +97,10 @@ def _rows(table, filters=None, columns=None) -> list[dict]:
     from pyarrow.parquet import filters_to_expression
 
     expr = filters_to_expression(filters) if filters else None
-    return table.to_pyarrow_dataset().to_table(columns=columns, filter=expr, use_threads=False).to_pylist()
+    return table.to_pyarrow_dataset().to_table(filter=expr, use_threads=False).to_pylist()
 
 
-def _by_key(table, column: str, value: str) -> list[dict]:
+def _by_key(table: DeltaTable | None, column: str, value: str) -> list[dict[str, Any]]:
     """Rows whose ``column`` equals ``value`` (compared as the column's type: integer keys work)."""
     if table is None:
         return []
@@ -127,7 +119,7 @@ def _by_key(table, column: str, value: str) -> list[dict]:
     return _rows(table, filters=[(column, "=", probe)])
 
 
-def _v(v, digits: int = 3) -> str:
+def _v(v: Any, digits: int = 3) -> str:
     """A value as plain text: timestamps to the second (UTC), floats rounded, None as '-'."""
     from datetime import datetime, timezone
 
@@ -154,7 +146,7 @@ def _text_table(headers: list[str], rows: list[list[str]], right: set[int] = fro
     return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows])
 
 
-def _json_dict(text) -> dict:
+def _json_dict(text: str | None) -> dict[str, Any]:
     import json
 
     try:
@@ -164,80 +156,99 @@ def _json_dict(text) -> dict:
     return v if isinstance(v, dict) else {}
 
 
-def _ts(v) -> float:
+def _ts(v: Any) -> float:
     """Sort key of a timestamp that may be null (nulls first in ascending order)."""
     return v.timestamp() if v is not None else float("-inf")
 
 
-def _first_line(text, limit: int = 70) -> str:
+def _first_line(text: str | None, limit: int = 70) -> str:
     if not text:
         return ""
     s = str(text).strip().splitlines()[0]
     return s if len(s) <= limit else s[: limit - 3] + "..."
 
 
-def _cmd_runs(cfg, args) -> str:
-    t = _open(cfg, "runs")
-    if t is None:
-        raise FileNotFoundError(f"no runs table at {_location(cfg, 'runs')}")
-    rows = _rows(t)
-    if args.job:
-        rows = [r for r in rows if r["job"] == args.job]
+def _indent(text: str, pad: str = "  ") -> str:
+    return "\n".join(pad + line if line else line for line in text.splitlines())
+
+
+# --------------------------------------------------------------------------- ecomine runs
+
+_RUN_HEADERS = [
+    "run_id",
+    "job",
+    "status",
+    "started",
+    "seconds",
+    "model",
+    "in",
+    "scored",
+    "rejected",
+    "written",
+    "rows/s",
+    "error",
+]
+
+
+def _run_cells(run: dict[str, Any]) -> list[str]:
+    details = _json_dict(run.get("details"))
+    seconds = None
+    if run.get("ended_at") and run.get("started_at"):
+        seconds = (run["ended_at"] - run["started_at"]).total_seconds()
+    rows_per_second = details.get("rows_per_second")
+    return [
+        run["run_id"],
+        run["job"] or "-",
+        run["status"] or "-",
+        _v(run["started_at"]),
+        _v(seconds, 1),
+        run.get("model_version") or "-",
+        _v(run.get("rows_in")),
+        _v(run.get("rows_scored")),
+        _v(run.get("rows_rejected")),
+        _v(run.get("rows_written")),
+        _v(float(rows_per_second) if isinstance(rows_per_second, (int, float)) else None, 1),
+        _first_line(run.get("error")),
+    ]
+
+
+def _cmd_runs(runs_path: str, job: str | None, n: int) -> str:
+    table = _open(runs_path)
+    if table is None:
+        raise FileNotFoundError(f"no runs table at {runs_path}")
+    rows = _rows(table)
+    if job:
+        rows = [r for r in rows if r["job"] == job]
     rows.sort(key=lambda r: (_ts(r["started_at"]), r["run_id"]), reverse=True)
-    rows = rows[: args.n]
-    out = []
-    for r in rows:
-        d = _json_dict(r.get("details"))
-        dur = (r["ended_at"] - r["started_at"]).total_seconds() if r.get("ended_at") and r.get("started_at") else None
-        rps = d.get("rows_per_second")
-        out.append(
-            [
-                r["run_id"],
-                r["job"] or "-",
-                r["status"] or "-",
-                _v(r["started_at"]),
-                _v(dur, 1),
-                r.get("model_version") or "-",
-                _v(r.get("rows_in")),
-                _v(r.get("rows_scored")),
-                _v(r.get("rows_rejected")),
-                _v(r.get("rows_written")),
-                _v(float(rps) if isinstance(rps, (int, float)) else None, 1),
-                _first_line(r.get("error")),
-            ]
-        )
-    head = f"runs in {_location(cfg, 'runs')} (newest first, times UTC)"
-    if not out:
+    lines = [_run_cells(r) for r in rows[:n]]
+    head = f"runs in {runs_path} (newest first, times UTC)"
+    if not lines:
         return head + "\n(no runs)"
-    return (
-        head
-        + "\n"
-        + _text_table(
-            [
-                "run_id",
-                "job",
-                "status",
-                "started",
-                "seconds",
-                "model",
-                "in",
-                "scored",
-                "rejected",
-                "written",
-                "rows/s",
-                "error",
-            ],
-            out,
-            right={4, 6, 7, 8, 9, 10},
-        )
-    )
+    return head + "\n" + _text_table(_RUN_HEADERS, lines, right={4, 6, 7, 8, 9, 10})
 
 
-def _cmd_models(cfg, args) -> str:
-    t = _open(cfg, "models")
-    if t is None:
-        raise FileNotFoundError(f"no models table at {_location(cfg, 'models')}")
-    rows = _rows(t)
+# --------------------------------------------------------------------------- ecomine models
+
+
+def _metric_lines(metrics_json: str | None) -> list[list[str]]:
+    """language, task, method, accuracy, macro_f1, n per held-out metric set of a model row."""
+    metrics = _json_dict(metrics_json)
+    lines = []
+    for lang in sorted(metrics):
+        per_method = metrics[lang] or {}
+        for method, label in (("finetuned", "fine-tuned"), ("tfidf_logreg", "tf-idf+logreg")):
+            for task, values in sorted((per_method.get(method) or {}).items()):
+                if not isinstance(values, dict):
+                    continue
+                lines.append([lang, task, label] + [_v(values.get(k)) for k in ("accuracy", "macro_f1", "n")])
+    return lines
+
+
+def _cmd_models(models_path: str, n: int) -> str:
+    table = _open(models_path)
+    if table is None:
+        raise FileNotFoundError(f"no models table at {models_path}")
+    rows = _rows(table)
     # the one the nightly job scores with: newest 'current' (training.current_model's rule)
     current = max(
         (r for r in rows if r["status"] == "current"),
@@ -245,7 +256,7 @@ def _cmd_models(cfg, args) -> str:
         default=None,
     )
     rows.sort(key=lambda r: (_ts(r["created_at"]), r["model_version"]), reverse=True)
-    rows = rows[: args.n]
+    rows = rows[:n]
     head = [
         [
             "*" if current is not None and r["model_version"] == current["model_version"] else " ",
@@ -257,128 +268,120 @@ def _cmd_models(cfg, args) -> str:
         ]
         for r in rows
     ]
-    parts = [f"models in {_location(cfg, 'models')} (newest first, times UTC; * = the model scoring now)"]
+    parts = [f"models in {models_path} (newest first, times UTC; * = the model scoring now)"]
     parts.append(_text_table(["", "model_version", "status", "created", "trained by run", "base models"], head))
     for r in rows:
-        metrics = _json_dict(r.get("metrics"))
-        lines = []
-        for lang in sorted(metrics):
-            per = metrics[lang] or {}
-            for method, label in (("finetuned", "fine-tuned"), ("tfidf_logreg", "tf-idf+logreg")):
-                for task, m in sorted((per.get(method) or {}).items()):
-                    if not isinstance(m, dict):
-                        continue
-                    lines.append([lang, task, label] + [_v(m.get(k)) for k in ("accuracy", "macro_f1", "n")])
+        lines = _metric_lines(r.get("metrics"))
         parts.append("")
         parts.append(f"{r['model_version']}: held-out test metrics")
         if lines:
-            parts.append(
-                _indent(
-                    _text_table(["language", "task", "method", "accuracy", "macro_f1", "n"], lines, right={3, 4, 5})
-                )
-            )
+            headers = ["language", "task", "method", "accuracy", "macro_f1", "n"]
+            parts.append(_indent(_text_table(headers, lines, right={3, 4, 5})))
         else:
             parts.append("  (none recorded)")
     return "\n".join(parts)
 
 
-def _indent(text: str, pad: str = "  ") -> str:
-    return "\n".join(pad + line if line else line for line in text.splitlines())
+# --------------------------------------------------------------------------- ecomine show
 
 
-def _cmd_show(cfg, args) -> str | None:
+def _show_facts(review: dict[str, Any], score: dict[str, Any], columns: ReviewColumns) -> list[str]:
+    """The review's product, reviewer, rating, label, language, date and source, aligned."""
+    product = score.get("product_id") or review.get(columns.product_id)
+    name, category = score.get("product_name"), score.get("product_category")
+    rating_issue = f"  [{score['rating_issue']}]" if score.get("rating_issue") else ""
+    facts = [
+        (
+            "product",
+            " ".join(x for x in [_v(product), f"{name}" if name else "", f"({category})" if category else ""] if x),
+        ),
+        ("reviewer", _v(review.get(columns.reviewer_id))),
+        ("stated rating", _v(review.get(columns.rating)) + rating_issue),
+        ("label", _v(review.get(columns.label))),
+        ("language", _v(score.get("language") or review.get(columns.language))),
+        ("created at", _v(review.get(columns.created_at))),
+        ("source", _v(review.get(columns.source))),
+    ]
+    width = max(len(k) for k, _ in facts)
+    return [f"  {k.ljust(width)}  {v}" for k, v in facts]
+
+
+def _show_scores(score: dict[str, Any]) -> list[str]:
+    from ecomine.derived.insights import task_outputs
+
+    if not score:
+        return ["scores: not scored"]
+    out = [
+        f"scores (model {score.get('model_version')}, run {score.get('run_id')}, "
+        f"scored {_v(score.get('scored_at'))} UTC):"
+    ]
+    lines = []
+    for task in task_outputs(list(score)):
+        label = score.get(task.label) if task.label else None
+        outputs = [(suffix, c) for suffix, c in (("p", task.prob), ("expected", task.expected), ("value", task.value))]
+        values = [f"{suffix} {_v(score.get(c))}" for suffix, c in outputs if c]
+        if label is None and all(score.get(c) is None for _, c in outputs if c):
+            lines.append([task.name, "-", "(no output for this language)"])
+        else:
+            lines.append([task.name, _v(label), "  ".join(values)])
+    lines.append(["p_positive", _v(score.get("p_positive")), ""])
+    out.append(_indent(_text_table(["task", "predicted", ""], lines)))
+    if score.get("n_tokens") is not None:
+        out.append(f"  tokens {score['n_tokens']}{' (truncated)' if score.get('truncated') else ''}")
+    return out
+
+
+def _show_fraud(fraud: list[dict[str, Any]], flag_threshold: float, has_table: bool) -> list[str]:
+    if not fraud:
+        return ["fraud: no fraud score" + ("" if has_table else " (no review_fraud table)")]
+    score = fraud[0].get("fraud_score")
+    flagged = isinstance(score, float) and score >= flag_threshold
+    out = [f"fraud: score {_v(score)}" + (f" (flagged: >= {flag_threshold:g})" if flagged else "")]
+    reasons = fraud[0].get("fraud_reasons") or []
+    return out + ([f"  - {x}" for x in reasons] or ["  (no reasons)"])
+
+
+def _show_explanations(explained: list[dict[str, Any]]) -> list[str]:
+    if not explained:
+        return ["explanation: none (only a sample of each run's reviews is explained)"]
+    out = ["explanation (words that pushed the prediction; + towards it, - against):"]
+    for row in sorted(explained, key=lambda e: e["task"]):
+        what = (
+            f"{row.get('predicted_label')} (p {_v(row.get('prob'))})"
+            if row.get("predicted_label") is not None
+            else f"value {_v(row.get('value'))}"
+        )
+        out.append(
+            f"  {row['task']}: {what}, picked for {row.get('selection_reason')}, model {row.get('model_version')}"
+        )
+        out += [f"    {tok['attribution']:+.4f}  {tok['token']}" for tok in row.get("top_tokens") or []]
+    return out
+
+
+def _cmd_show(cfg: Config, review_id: str) -> str | None:
+    """Everything the lakehouse knows about one review; None when no table has it."""
     import textwrap
 
-    rid = args.review_id
-    rc = cfg.columns.reviews
-    reviews = _by_key(_open(cfg, "reviews"), rc.review_id, rid)
-    scores = _by_key(_open(cfg, "review_scores"), "review_id", rid)
-    rejects = _by_key(_open(cfg, "review_scores_rejects"), "review_id", rid)
-    fraud = _by_key(_open(cfg, "review_fraud"), "review_id", rid)
-    explained = _by_key(_open(cfg, "review_explanations"), "review_id", rid)
+    columns = cfg.columns.reviews
+    reviews = _by_key(_open(cfg.table("reviews")), columns.review_id, review_id)
+    scores = _by_key(_open(cfg.table("review_scores")), "review_id", review_id)
+    rejects = _by_key(_open(cfg.table("review_scores_rejects")), "review_id", review_id)
+    fraud_table = _open(cfg.table("review_fraud"))
+    fraud = _by_key(fraud_table, "review_id", review_id)
+    explained = _by_key(_open(cfg.table("review_explanations")), "review_id", review_id)
     if not (reviews or scores or rejects):
         return None
-    out = [f"review {rid}"]
-    src = reviews[0] if reviews else {}
-    sc = scores[0] if scores else {}
-
-    def get(logical: str):
-        return src.get(getattr(rc, logical))
-
-    product = sc.get("product_id") or get("product_id")
-    name = sc.get("product_name")
-    cat = sc.get("product_category")
-    facts = [
-        ("product", " ".join(x for x in [_v(product), f"{name}" if name else "", f"({cat})" if cat else ""] if x)),
-        ("reviewer", _v(get("reviewer_id"))),
-        ("stated rating", _v(get("rating")) + (f"  [{sc['rating_issue']}]" if sc.get("rating_issue") else "")),
-        ("label", _v(get("label"))),
-        ("language", _v(sc.get("language") or get("language"))),
-        ("created at", _v(get("created_at"))),
-        ("source", _v(get("source"))),
-    ]
-    w = max(len(k) for k, _ in facts)
-    out += [f"  {k.ljust(w)}  {v}" for k, v in facts]
+    review = reviews[0] if reviews else {}
+    out = [f"review {review_id}", *_show_facts(review, scores[0] if scores else {}, columns)]
     if len(reviews) > 1:
         out.append(f"  note: {len(reviews)} rows in reviews share this id")
-    text = get("text")
-    out.append("")
-    out.append("text:")
+    text = review.get(columns.text)
+    out += ["", "text:"]
     out.append(textwrap.fill(text, width=88, initial_indent="  ", subsequent_indent="  ") if text else "  (no text)")
-    out.append("")
-    if sc:
-        from ecomine.derived.insights import task_outputs
-
-        out.append(
-            f"scores (model {sc.get('model_version')}, run {sc.get('run_id')}, scored {_v(sc.get('scored_at'))} UTC):"
-        )
-        lines = []
-        for t in task_outputs(list(sc)):
-            label = sc.get(t.label) if t.label else None
-            vals = [
-                f"{suf} {_v(sc.get(c))}"
-                for suf, c in (("p", t.prob), ("expected", t.expected), ("value", t.value))
-                if c
-            ]
-            if label is None and all(sc.get(c) is None for c in (t.prob, t.expected, t.value) if c):
-                lines.append([t.name, "-", "(no output for this language)"])
-            else:
-                lines.append([t.name, _v(label), "  ".join(vals)])
-        lines.append(["p_positive", _v(sc.get("p_positive")), ""])
-        out.append(_indent(_text_table(["task", "predicted", ""], lines)))
-        if sc.get("n_tokens") is not None:
-            out.append(f"  tokens {sc['n_tokens']}{' (truncated)' if sc.get('truncated') else ''}")
-    else:
-        out.append("scores: not scored")
-    for rj in rejects:
-        out.append(f"rejected: {rj.get('reason')} ({rj.get('detail')}), recorded by run {rj.get('run_id')}")
-    out.append("")
-    if fraud:
-        f = fraud[0]
-        score = f.get("fraud_score")
-        threshold = float(getattr(getattr(cfg, "fraud", None), "flag_threshold", 0.5))
-        flagged = isinstance(score, float) and score >= threshold
-        out.append(f"fraud: score {_v(score)}" + (f" (flagged: >= {threshold:g})" if flagged else ""))
-        reasons = f.get("fraud_reasons") or []
-        out += [f"  - {x}" for x in reasons] or ["  (no reasons)"]
-    else:
-        out.append(
-            "fraud: no fraud score" + ("" if _open(cfg, "review_fraud") is not None else " (no review_fraud table)")
-        )
-    out.append("")
-    if explained:
-        out.append("explanation (words that pushed the prediction; + towards it, - against):")
-        for e in sorted(explained, key=lambda e: e["task"]):
-            what = (
-                f"{e.get('predicted_label')} (p {_v(e.get('prob'))})"
-                if e.get("predicted_label") is not None
-                else f"value {_v(e.get('value'))}"
-            )
-            out.append(f"  {e['task']}: {what}, picked for {e.get('selection_reason')}, model {e.get('model_version')}")
-            for tok in e.get("top_tokens") or []:
-                out.append(f"    {tok['attribution']:+.4f}  {tok['token']}")
-    else:
-        out.append("explanation: none (only a sample of each run's reviews is explained)")
+    out += ["", *_show_scores(scores[0] if scores else {})]
+    out += [f"rejected: {r.get('reason')} ({r.get('detail')}), recorded by run {r.get('run_id')}" for r in rejects]
+    out += ["", *_show_fraud(fraud, cfg.fraud.flag_threshold, fraud_table is not None)]
+    out += ["", *_show_explanations(explained)]
     return "\n".join(out)
 
 
@@ -395,8 +398,12 @@ def console_main(argv: list[str] | None = None) -> int:
     args = _console_parser().parse_args(argv)
     try:
         cfg = config.load(args.conf_dir, args.env, args.overrides)
-        handler = {"runs": _cmd_runs, "models": _cmd_models, "show": _cmd_show}[args.command]
-        text = handler(cfg, args)
+        if args.command == "runs":
+            text = _cmd_runs(cfg.table("runs"), args.job, args.n)
+        elif args.command == "models":
+            text = _cmd_models(cfg.table("models"), args.n)
+        else:
+            text = _cmd_show(cfg, args.review_id)
     except (EcomineError, FileNotFoundError) as e:
         print(f"ecomine {args.command}: {e}", file=sys.stderr)
         return 2

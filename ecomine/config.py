@@ -27,6 +27,32 @@ import yaml
 from ecomine.derived.fraud_rules import FraudConfig
 from ecomine.errors import ConfigError
 
+__all__ = [
+    "REMOVED_KEYS",
+    "TASK_KINDS",
+    "CatalogColumns",
+    "ColumnsConfig",
+    "Config",
+    "DemoConfig",
+    "ExplainConfig",
+    "FraudConfig",
+    "InsightsConfig",
+    "ModelConfig",
+    "ReviewColumns",
+    "ScoringConfig",
+    "SparkConfig",
+    "SplitConfig",
+    "StorageConfig",
+    "TablesConfig",
+    "TaskConfig",
+    "TaskSpec",
+    "TrainConfig",
+    "deep_merge",
+    "from_layers",
+    "load",
+    "parse_override",
+]
+
 TASK_KINDS = ("binary", "multiclass", "ordinal", "regression")
 
 
@@ -160,6 +186,10 @@ class TaskConfig:
             raise ConfigError(f"task {self.name}: positive applies to binary tasks only, not kind {self.kind!r}")
 
 
+#: A task as the config (``model.tasks``) or a model manifest (``tasks``, plain dicts) describes it.
+TaskSpec = TaskConfig | Mapping[str, Any]
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Driver-side fine-tuning parameters (``ecomine.model.finetune.FineTuner``).
@@ -279,23 +309,21 @@ class ScoringConfig:
 
 @dataclass(frozen=True)
 class InsightsConfig:
-    """Settings of the insight tables (``insights.*`` in the config, once the lead adds it).
+    """Settings of the insight tables (``insights.*`` in the config).
 
-    ``fraud_threshold``: fraud_score at or above which a review counts as flagged (and is
-    left out of ``fraud_adjusted_rating``); keep it equal to ``fraud.flag_threshold``.
     ``trend_windows_days``: the trend windows, in days, each giving ``n_reviews_<d>d``,
     ``mean_p_positive_<d>d``, ``trend_<d>d_p_positive`` and ``trend_<d>d_rating``.
     ``category_levels``: how many levels of the "/"-separated category path get rows in
     ``category_insights``.
+
+    Which reviews count as flagged (and are left out of ``fraud_adjusted_rating``) is
+    ``fraud.flag_threshold``: the project has one flagged threshold.
     """
 
-    fraud_threshold: float = 0.5
     trend_windows_days: tuple[int, ...] = (30, 90)
     category_levels: int = 3
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.fraud_threshold <= 1.0:
-            raise ConfigError(f"insights.fraud_threshold must lie in [0, 1], got {self.fraud_threshold}")
         if any(int(d) <= 0 for d in self.trend_windows_days) or len(set(self.trend_windows_days)) != len(
             self.trend_windows_days
         ):
@@ -308,7 +336,7 @@ class InsightsConfig:
 
 @dataclass(frozen=True)
 class ExplainConfig:
-    """Settings of the explanations (``explain.*`` in the config, once the lead adds it).
+    """Settings of the explanations (``explain.*`` in the config).
 
     ``sample_size``: reviews explained per run (each explained for every task its
     language model has). ``fraud_share``: at most this share of the sample goes to
@@ -421,6 +449,12 @@ def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
     return tp, False
 
 
+#: Keys that were removed, and what replaces each (the error says so instead of "unknown key").
+REMOVED_KEYS: dict[str, str] = {
+    "insights.fraud_threshold": "the one flagged threshold is fraud.flag_threshold: set that key instead",
+}
+
+
 def _check_keys(cls: Any, data: Any, where: str, path: str) -> None:
     """Every key of ``data`` must be a field of dataclass ``cls`` (recursively)."""
     if not isinstance(data, Mapping):
@@ -429,6 +463,8 @@ def _check_keys(cls: Any, data: Any, where: str, path: str) -> None:
     known = {f.name for f in dataclasses.fields(cls)}
     for k, v in data.items():
         full = f"{path}.{k}" if path else str(k)
+        if full in REMOVED_KEYS:
+            raise ConfigError(f"{where}: key '{full}' was removed; {REMOVED_KEYS[full]}")
         if k not in known:
             raise ConfigError(f"{where}: unknown key '{full}' (known here: {sorted(known)})")
         tp, _ = _unwrap_optional(hints[k])

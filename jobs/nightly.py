@@ -23,7 +23,9 @@ def run(spark, cfg: config.Config, train: bool = False, run_id: str | None = Non
     if r.details.get("selection") != "unchanged" or r.counts.get("rows_scored"):
         # After the ledger row is final, so the page shows the run's real status and times.
         r.details["report"] = report.write_report(
-            report.render_run_report(spark, cfg, r.run_id), report.reports_dir(cfg), r.run_id
+            report.render_run_report(spark, cfg.storage, cfg.tables, r.run_id),
+            report.reports_dir(cfg.storage),
+            r.run_id,
         )
     return r
 

@@ -476,6 +476,14 @@ def test_show_a_scored_flagged_explained_review(lake, capsys):
     )
 
 
+def test_show_flags_by_the_configured_fraud_threshold(lake, capsys):
+    """ "flagged" follows fraud.flag_threshold, the one flagged threshold of the config."""
+    code, out, _ = run(lake, "show", "r2", "--set", "fraud.flag_threshold=0.9", capsys=capsys)
+    assert code == 0 and "fraud: score 0.812\n  - 4 stars" in out and "flagged" not in out
+    code, out, _ = run(lake, "show", "r2", "--set", "fraud.flag_threshold=0.8", capsys=capsys)
+    assert code == 0 and "fraud: score 0.812 (flagged: >= 0.8)\n" in out
+
+
 def test_show_chinese_unflagged_and_rejected_reviews(lake, capsys):
     code, out, _ = run(lake, "show", "r4", capsys=capsys)
     assert code == 0

@@ -90,8 +90,7 @@ def test_missing_env_file():
 
 def test_base_yaml_documents_the_code_defaults():
     """conf/base.yaml lists every key with its default: it must agree with the dataclasses."""
-    from ecomine.config import ExplainConfig, InsightsConfig
-    from ecomine.derived.fraud_rules import FraudConfig
+    from ecomine.config import ExplainConfig, FraudConfig, InsightsConfig
 
     cfg = config.load(ROOT / "conf", None)
     assert cfg.fraud == FraudConfig()
@@ -99,3 +98,19 @@ def test_base_yaml_documents_the_code_defaults():
     assert cfg.explain == ExplainConfig(n_steps=32)  # base.yaml lowers n_steps for CPU drivers
     assert cfg.scoring == config.ScoringConfig()
     assert cfg.model.train == config.TrainConfig()
+
+
+def test_one_flagged_threshold_old_insights_key_says_where_it_went(tmp_path):
+    """insights.fraud_threshold was a second copy of fraud.flag_threshold; a layer that still
+    sets it fails and names the key to use instead."""
+    (tmp_path / "base.yaml").write_text((ROOT / "conf" / "base.yaml").read_text())
+    (tmp_path / "prod.yaml").write_text("insights:\n  fraud_threshold: 0.7\n")
+    with pytest.raises(ConfigError) as e:
+        config.load(tmp_path, "prod")
+    message = str(e.value)
+    assert str(tmp_path / "prod.yaml") in message
+    assert "insights.fraud_threshold" in message and "fraud.flag_threshold" in message
+    with pytest.raises(ConfigError, match=r"--set insights.fraud_threshold=0.7: key 'insights.fraud_threshold'"):
+        config.load(ROOT / "conf", "test", ["insights.fraud_threshold=0.7"])
+    assert not hasattr(config.InsightsConfig(), "fraud_threshold")
+    assert config.load(ROOT / "conf", "test", ["fraud.flag_threshold=0.7"]).fraud.flag_threshold == 0.7

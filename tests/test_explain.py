@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ecomine.config import ExplainConfig
 from ecomine.derived import explain
 
 NEG_WORDS = ["terrible", "awful", "horrible", "disgusting"]
@@ -68,10 +69,10 @@ def test_ties_keep_text_order_and_sign_is_kept():
     assert explain.top_words(words, 5)[1]["attribution"] == -0.5
 
 
-def test_settings_validate():
-    assert explain.settings(None).sample_size == 20
+def test_explain_config_validates():
+    assert ExplainConfig().sample_size == 20
     with pytest.raises(Exception, match="fraud_share"):
-        explain.settings(None, fraud_share=2.0)
+        ExplainConfig(fraud_share=2.0)
 
 
 # --------------------------------------------------------------------------- selection (Spark)
@@ -111,7 +112,9 @@ def sample_frames(spark):
 
 def test_sample_takes_fraud_first_then_least_confident(sample_frames):
     scores, reviews, fraud = sample_frames
-    got = explain.select_for_explanation(scores, reviews, fraud, TASKS, RUN, sample_size=4, fraud_share=0.5)
+    got = explain.select_for_explanation(
+        scores, reviews, fraud, TASKS, ExplainConfig(sample_size=4, fraud_share=0.5), run_id=RUN
+    )
     assert list(got["review_id"]) == ["s9", "s5", "s4", "s1"]
     assert list(got["selection_reason"]) == ["high_fraud_risk"] * 2 + ["low_confidence"] * 2
     assert got.loc[3, "confidence"] == pytest.approx(0.04) and got.loc[3, "text"] == "Fine, I guess"
@@ -119,11 +122,13 @@ def test_sample_takes_fraud_first_then_least_confident(sample_frames):
 
 def test_sample_without_fraud_table_and_bounds(sample_frames):
     scores, reviews, _ = sample_frames
-    got = explain.select_for_explanation(scores, reviews, None, TASKS, RUN, sample_size=4)
+    got = explain.select_for_explanation(scores, reviews, None, TASKS, ExplainConfig(sample_size=4), run_id=RUN)
     assert list(got["review_id"]) == ["s4", "s1", "s2", "s3"]
     assert got["confidence"].tolist() == pytest.approx([0.0, 0.04, 0.1, 0.12])
-    assert len(explain.select_for_explanation(scores, reviews, None, TASKS, RUN, sample_size=0)) == 0
-    everything = explain.select_for_explanation(scores, reviews, None, TASKS, None, sample_size=100)
+    assert (
+        len(explain.select_for_explanation(scores, reviews, None, TASKS, ExplainConfig(sample_size=0), run_id=RUN)) == 0
+    )
+    everything = explain.select_for_explanation(scores, reviews, None, TASKS, ExplainConfig(sample_size=100))
     assert set(everything["review_id"]) == {"s1", "s2", "s3", "s4", "s5", "s6", "s7"}  # s8 no text, s9 no confidence
 
 
@@ -198,7 +203,7 @@ def test_integrated_gradients_point_at_the_deciding_word(predictor):
             "selection_reason": ["low_confidence"] * 3,
         }
     )
-    out = explain.explain_texts(predictor, rows, top_k=10, n_steps=32).set_index("review_id")
+    out = explain.explain_texts(predictor, rows, ExplainConfig(top_k=10, n_steps=32)).set_index("review_id")
     assert list(out.columns) == [
         c for c in explain.EXPLANATION_COLUMNS if c not in ("review_id", "run_id", "explained_at")
     ]
@@ -220,7 +225,7 @@ def test_integrated_gradients_point_at_the_deciding_word(predictor):
 
 def test_unknown_language_and_empty_text_are_skipped(predictor):
     rows = pd.DataFrame({"review_id": ["zh", "empty"], "text": ["很好", ""], "language": ["zh", "en"]})
-    assert explain.explain_texts(predictor, rows).empty
+    assert explain.explain_texts(predictor, rows, ExplainConfig()).empty
 
 
 def test_explanations_frame_schema(spark, predictor):
@@ -234,7 +239,7 @@ def test_explanations_frame_schema(spark, predictor):
             "selection_reason": ["high_fraud_risk"],
         }
     )
-    pdf = explain.explain_texts(predictor, rows, top_k=2, n_steps=8)
+    pdf = explain.explain_texts(predictor, rows, ExplainConfig(top_k=2, n_steps=8))
     df = explain.explanations_frame(spark, pdf, "run-1", datetime(2026, 11, 28, tzinfo=timezone.utc))
     got = df.collect()[0]
     assert [f.name for f in df.schema.fields] == list(explain.EXPLANATION_COLUMNS)

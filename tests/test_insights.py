@@ -18,11 +18,13 @@ from pathlib import Path
 
 import pytest
 
+from ecomine.config import FraudConfig, InsightsConfig
 from ecomine.derived import insights
 
 ROOT = Path(__file__).resolve().parents[1]
 NOW = datetime(2026, 11, 28, 6, 0, tzinfo=timezone.utc)
 NAN = float("nan")
+FLAG_THRESHOLD = 0.5  # the hand-worked values below flag fraud_score >= 0.5
 
 
 def ago(days: float) -> datetime:
@@ -176,11 +178,12 @@ def test_task_outputs_from_tasks_and_from_columns():
     assert insights.safe_name("Five Star!") == "five_star"
 
 
-def test_settings_validate():
-    assert insights.settings(None).fraud_threshold == 0.5
-    assert insights.settings(None, trend_windows_days=[7]).trend_windows_days == (7,)
-    with pytest.raises(Exception, match="fraud_threshold"):
-        insights.settings(None, fraud_threshold=1.5)
+def test_insights_config_validates():
+    assert InsightsConfig().trend_windows_days == (30, 90)
+    with pytest.raises(Exception, match="trend_windows_days"):
+        InsightsConfig(trend_windows_days=(7, 7))
+    with pytest.raises(Exception, match="category_levels"):
+        InsightsConfig(category_levels=0)
 
 
 # --------------------------------------------------------------------------- product_insights
@@ -362,7 +365,15 @@ PRODUCT_COLUMNS = [
 
 def test_product_insights_by_hand(frames, base_cfg):
     df = insights.product_insights(
-        frames["scores"], frames["reviews"], frames["fraud"], frames["catalog"], NOW, base_cfg, insights_run_id="ins-1"
+        frames["scores"],
+        frames["reviews"],
+        frames["fraud"],
+        frames["catalog"],
+        NOW,
+        base_cfg.insights,
+        flag_threshold=base_cfg.fraud.flag_threshold,
+        tasks=base_cfg.model.tasks,
+        insights_run_id="ins-1",
     )
     assert df.columns == PRODUCT_COLUMNS
     rows = _rows(df, ["product_id"])
@@ -383,7 +394,16 @@ def test_ordinal_task_columns_come_from_the_task_list(frames):
         }
     )
     tasks = [{"name": "quality", "kind": "ordinal", "classes": ["1", "2", "3"]}]
-    df = insights.product_insights(scores, frames["reviews"], frames["fraud"], frames["catalog"], NOW, tasks=tasks)
+    df = insights.product_insights(
+        scores,
+        frames["reviews"],
+        frames["fraud"],
+        frames["catalog"],
+        NOW,
+        InsightsConfig(),
+        flag_threshold=FLAG_THRESHOLD,
+        tasks=tasks,
+    )
     assert not any(c.startswith(("mean_rating_prob", "share_rating")) for c in df.columns)  # not in the task list
     rows = _rows(df, ["product_id"])
     _check(
@@ -402,7 +422,16 @@ def test_ordinal_task_columns_come_from_the_task_list(frames):
 
 
 def test_without_fraud_reviews_or_catalog_the_columns_are_null(frames, base_cfg):
-    df = insights.product_insights(frames["scores"], None, None, None, NOW, base_cfg, trend_windows_days=[7])
+    df = insights.product_insights(
+        frames["scores"],
+        None,
+        None,
+        None,
+        NOW,
+        InsightsConfig(trend_windows_days=(7,)),
+        flag_threshold=FLAG_THRESHOLD,
+        tasks=base_cfg.model.tasks,
+    )
     rows = _rows(df, ["product_id"])
     upto_dates = PRODUCT_COLUMNS[: PRODUCT_COLUMNS.index("last_review_at") + 1]
     assert df.columns == upto_dates + [
@@ -499,7 +528,14 @@ def _product_metrics(p: dict) -> dict:
 
 def test_category_insights_by_hand(frames, base_cfg):
     df = insights.category_insights(
-        frames["scores"], frames["reviews"], frames["fraud"], frames["catalog"], NOW, base_cfg
+        frames["scores"],
+        frames["reviews"],
+        frames["fraud"],
+        frames["catalog"],
+        NOW,
+        base_cfg.insights,
+        flag_threshold=base_cfg.fraud.flag_threshold,
+        tasks=base_cfg.model.tasks,
     )
     assert df.columns[:4] == ["level", "category", "category_name", "n_products"]
     assert df.columns[4:] == [
@@ -529,7 +565,9 @@ def test_category_insights_by_hand(frames, base_cfg):
 
 
 def test_category_levels_are_configurable(frames):
-    df = insights.category_insights(frames["scores"], None, None, frames["catalog"], NOW, category_levels=1)
+    df = insights.category_insights(
+        frames["scores"], None, None, frames["catalog"], NOW, InsightsConfig(category_levels=1), flag_threshold=0.5
+    )
     assert sorted((r["level"], r["category"], r["n_reviews"]) for r in df.collect()) == [
         (1, "Grocery", 6),
         (1, "Home", 2),
@@ -631,7 +669,12 @@ REVIEWER_COLUMNS = [
 
 def test_reviewer_profiles_by_hand(frames, base_cfg):
     df = insights.reviewer_profiles(
-        frames["scores"], frames["reviews"], frames["fraud"], NOW, base_cfg, insights_run_id="x"
+        frames["scores"],
+        frames["reviews"],
+        frames["fraud"],
+        NOW,
+        flag_threshold=base_cfg.fraud.flag_threshold,
+        insights_run_id="x",
     )
     assert df.columns == REVIEWER_COLUMNS
     rows = _rows(df, ["reviewer_id"])
@@ -641,8 +684,31 @@ def test_reviewer_profiles_by_hand(frames, base_cfg):
 
 
 def test_reviewer_profiles_without_reviews_is_empty(frames):
-    df = insights.reviewer_profiles(frames["scores"], None, frames["fraud"], NOW)
+    df = insights.reviewer_profiles(frames["scores"], None, frames["fraud"], NOW, flag_threshold=FLAG_THRESHOLD)
     assert df.columns == REVIEWER_COLUMNS and df.count() == 0
+
+
+def test_the_flag_threshold_decides_flagged_and_fraud_adjusted_rating(frames):
+    """One threshold (fraud.flag_threshold) for every table: at 0.85 only r7 (0.9) is flagged."""
+    got = insights.insight_tables(
+        frames["scores"],
+        frames["reviews"],
+        frames["fraud"],
+        frames["catalog"],
+        NOW,
+        InsightsConfig(),
+        flag_threshold=0.85,
+        run_id="run-x",
+    )
+    assert sorted(got) == sorted(insights.KEYS)
+    products = _rows(got["product_insights"], ["product_id"])
+    # P1: fraud scores 0.1, 0.8, 0.6 (r4 none): nothing flagged; every rating (5, 4, 1) counts
+    _check(products["P1"], {"n_flagged": 0, "share_flagged": 0.0, "fraud_adjusted_rating": 10 / 3}, "P1")
+    assert products["P1"]["insights_run_id"] == "run-x" and products["P1"]["computed_at"] == local(NOW)
+    reviewers = _rows(got["reviewer_profiles"], ["reviewer_id"])
+    assert {rid: r["n_flagged"] for rid, r in reviewers.items()} == {"u1": 0, "u2": 0, "u3": 1, "u4": 0, "u5": 0}
+    grocery = _rows(got["category_insights"], ["level", "category"])[(1, "Grocery")]
+    _check(grocery, {"n_flagged": 0, "fraud_adjusted_rating": 3.6}, "Grocery")
 
 
 # --------------------------------------------------------------------------- docs/tables.md
@@ -746,7 +812,6 @@ def doc_lake(spark, frames, base_cfg, tmp_path_factory):
     from pyspark.sql import functions as F
 
     from ecomine.derived import explain, fraud
-    from ecomine.derived.fraud_rules import FraudConfig
     from ecomine.flows.train import MODELS_DDL
     from ecomine.io.runs import RUNS_DDL
 
@@ -883,13 +948,17 @@ def doc_lake(spark, frames, base_cfg, tmp_path_factory):
         "review_fraud": review_fraud,
         "reviewer_risk": stamped(fraud.reviewer_risk(fr)),
         "product_risk": stamped(fraud.product_risk(fr)),
-        "product_insights": insights.product_insights(
-            scores, reviews, fr, catalog, NOW, base_cfg, insights_run_id=RUN_B
+        **insights.insight_tables(
+            scores,
+            reviews,
+            fr,
+            catalog,
+            NOW,
+            base_cfg.insights,
+            flag_threshold=base_cfg.fraud.flag_threshold,
+            tasks=base_cfg.model.tasks,
+            run_id=RUN_B,
         ),
-        "category_insights": insights.category_insights(
-            scores, reviews, fr, catalog, NOW, base_cfg, insights_run_id=RUN_B
-        ),
-        "reviewer_profiles": insights.reviewer_profiles(scores, reviews, fr, NOW, base_cfg, insights_run_id=RUN_B),
         "review_explanations": explain.explanations_frame(spark, pd.DataFrame(EXPLAINED), RUN_B, NOW),
     }
     schemas = {}

@@ -197,7 +197,7 @@ def lake(spark, tmp_path_factory):
         "run_id string, rejected_at timestamp",
     ).write.format("delta").save(cfg.table("review_scores_rejects"))
 
-    first = report.collect(spark, cfg, RUN_B)
+    first = report.collect(spark, cfg.storage, cfg.tables, RUN_B)
     first_html = report.render(first)
 
     stamp = [f"'{RUN_B}' AS run_id", "TIMESTAMP'2026-11-28 05:00:00' AS computed_at"]
@@ -238,7 +238,7 @@ def lake(spark, tmp_path_factory):
         RUN_B,
         NOW,
     ).write.format("delta").save(cfg.storage.table_path("review_explanations"))
-    full = report.collect(spark, cfg, RUN_B)
+    full = report.collect(spark, cfg.storage, cfg.tables, RUN_B)
     return {"cfg": cfg, "first": first, "first_html": first_html, "full": full, "html": report.render(full)}
 
 
@@ -254,6 +254,41 @@ def test_psi_by_hand():
     assert report.psi(ref, ref) == 0.0
     assert report.psi(ref, [0] * 10) is None and report.psi([], []) is None
     assert [report.psi_label(v) for v in (None, 0.05, 0.2, 2.0)] == ["n/a", "stable", "moderate shift", "large shift"]
+
+
+def test_chart_geometry_by_hand():
+    # bars: plot 138 px high (190 - 22 top - 30 bottom), tallest value at the top
+    chart = report.bars_chart(["run-a", "run-b", "run-c"], [2.0, None, 4.0], 2, "rows/s", "rows/s")
+    bars = [m for m in chart.marks if m.kind == "rect"]
+    assert [(b.height, b.y, b.css) for b in bars] == [
+        (69.0, 22 + 69.0, "ref"),
+        (0.0, 160.0, "ref"),
+        (138.0, 22.0, "cur"),
+    ]
+    assert [b.tip for b in bars] == ["run-a: 2.00 rows/s", "run-b: n/a", "run-c: 4.00 rows/s"]
+    # histogram: shares 3/4 and 1/4 -> axis top 0.8; plot 134 px high (190 - 22 - 34)
+    chart = report.histogram_chart([0.0, 0.5, 1.0], [3, 1], None, "p")
+    current = [m for m in chart.marks if m.kind == "rect" and m.tip]
+    assert [round(b.height, 6) for b in current] == [round(134 * 0.75 / 0.8, 6), round(134 * 0.25 / 0.8, 6)]
+    assert [m.text for m in chart.marks if m.kind == "text" and m.anchor == "end"] == ["0%", "20%", "40%", "60%", "80%"]
+
+
+def test_template_is_package_data_and_escapes():
+    d = report.ReportData(
+        run={
+            "run_id": "r<1>",
+            "job": "nightly",
+            "status": "failed",
+            "error": "x < y & 'z'",
+            "details": {},
+            "source_versions": {},
+        },
+        generated_at=NOW,
+    )
+    html = report.render(d)
+    assert (Path(report.__file__).parent / "templates" / report.TEMPLATE).is_file()
+    assert "<title>ecomine run r&lt;1&gt;</title>" in html and "<pre>x &lt; y &amp; &#39;z&#39;</pre>" in html
+    assert "r<1>" not in html and html.startswith("<!DOCTYPE html>")
 
 
 def test_write_report_is_atomic_and_refuses_path_tricks(tmp_path):
@@ -294,7 +329,7 @@ def test_collected_numbers_match_the_lake(lake):
 
 
 def test_previous_run_can_be_given(spark, lake):
-    d = report.collect(spark, lake["cfg"], RUN_A)
+    d = report.collect(spark, lake["cfg"].storage, lake["cfg"].tables, RUN_A)
     assert d.previous_run is None and all(x.reference is None for x in d.drift)
     assert d.drift[0].current == [1] * 10  # run A's rows as it committed them
     assert "No earlier scoring run" in report.render(d)
@@ -327,7 +362,7 @@ def browser():
 
 
 def test_report_renders_in_chromium_offline(lake, browser, tmp_path):
-    path = report.write_report(lake["html"], report.reports_dir(lake["cfg"]), RUN_B)
+    path = report.write_report(lake["html"], report.reports_dir(lake["cfg"].storage), RUN_B)
     assert path == f"{lake['cfg'].storage.root}/_reports/{RUN_B}.html"
     url = Path(path).resolve().as_uri()
     page = browser.new_page(viewport={"width": 1280, "height": 900})

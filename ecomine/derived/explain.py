@@ -26,6 +26,9 @@ Runs on the DRIVER, never on executors, over at most ``sample_size`` reviews per
 
 Tasks whose model input is composed from several columns (a non-empty ``inputs`` in
 the task spec) are skipped: their input is not the review text alone.
+
+Settings come in typed: ``settings`` is the config's ``explain`` section
+(:class:`ecomine.config.ExplainConfig`).
 """
 
 from __future__ import annotations
@@ -36,12 +39,37 @@ import math
 import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from ecomine.config import ExplainConfig
+from ecomine.config import ExplainConfig, TaskSpec
+
+if TYPE_CHECKING:
+    import torch
+    from pyspark.sql import Column, DataFrame, SparkSession
+
+    from ecomine.model.predict import Predictor
+
+__all__ = [
+    "EXPLANATION_COLUMNS",
+    "EXPLANATIONS_DDL",
+    "KEYS",
+    "REASON_FRAUD",
+    "REASON_LOW_CONFIDENCE",
+    "STAMP_COLUMNS",
+    "confidence_column",
+    "explain_run",
+    "explain_texts",
+    "explanations_frame",
+    "log_odds",
+    "merge_pieces",
+    "select_for_explanation",
+    "top_words",
+    "word_spans",
+]
 
 log = logging.getLogger(__name__)
 
@@ -71,68 +99,80 @@ REASON_FRAUD = "high_fraud_risk"
 REASON_LOW_CONFIDENCE = "low_confidence"
 
 _WORD = re.compile(r"\w+(?:['’]\w+)*|[^\w\s]", re.UNICODE)
-
-
-def settings(cfg: Any = None, **overrides: Any) -> ExplainConfig:
-    """``cfg.explain`` when the project config has that section, else the defaults;
-    keyword arguments that are not None override single fields."""
-    base = getattr(cfg, "explain", None)
-    values: dict[str, Any] = {}
-    if base is not None:
-        values = {f: getattr(base, f) for f in ExplainConfig.__dataclass_fields__ if hasattr(base, f)}
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return ExplainConfig(**values)
+_SAMPLE_COLUMNS = ["review_id", "language", "text", "selection_reason", "confidence", "fraud_score"]
 
 
 # --------------------------------------------------------------------------- selection (Spark)
 
 
-def _task_list(tasks: Iterable[Any]) -> list[dict[str, Any]]:
+def _task_list(tasks: Iterable[TaskSpec]) -> list[dict[str, Any]]:
     out = []
-    for t in tasks:
-        if isinstance(t, Mapping):
-            out.append({"name": t["name"], "kind": t["kind"], "classes": list(t.get("classes") or ())})
+    for task in tasks:
+        if isinstance(task, Mapping):
+            out.append({"name": task["name"], "kind": task["kind"], "classes": list(task.get("classes") or ())})
         else:
-            out.append({"name": t.name, "kind": t.kind, "classes": list(getattr(t, "classes", ()) or ())})
+            out.append({"name": task.name, "kind": task.kind, "classes": list(task.classes)})
     return out
 
 
-def confidence_column(columns: Sequence[str], tasks: Iterable[Any]):
+def confidence_column(columns: Sequence[str], tasks: Iterable[TaskSpec]) -> Column:
     """Spark Column: the review's smallest task confidence in [0, 1] (see module doc);
     null when no class task has a probability for the row."""
     from pyspark.sql import functions as F
 
     parts = []
-    for t in _task_list(tasks):
-        col = f"{t['name']}_prob"
-        if col not in columns or t["kind"] == "regression":
+    for task in _task_list(tasks):
+        column = f"{task['name']}_prob"
+        if column not in columns or task["kind"] == "regression":
             continue
-        p = F.col(col).cast("double")
-        p = F.when(~F.isnan(p), p)
-        if t["kind"] == "binary":
-            parts.append(F.abs(F.lit(2.0) * p - F.lit(1.0)))
-        elif len(t["classes"]) >= 2:
-            k = float(len(t["classes"]))
-            parts.append((p - F.lit(1.0 / k)) / F.lit(1.0 - 1.0 / k))
+        prob = F.col(column).cast("double")
+        prob = F.when(~F.isnan(prob), prob)
+        if task["kind"] == "binary":
+            parts.append(F.abs(F.lit(2.0) * prob - F.lit(1.0)))
+        elif len(task["classes"]) >= 2:
+            n_classes = float(len(task["classes"]))
+            parts.append((prob - F.lit(1.0 / n_classes)) / F.lit(1.0 - 1.0 / n_classes))
     if not parts:
         return F.lit(None).cast("double")
     return parts[0] if len(parts) == 1 else F.least(*parts)
 
 
+def _candidates(
+    scores: DataFrame, reviews: DataFrame, fraud: DataFrame | None, tasks: list[TaskSpec], run_id: str | None
+) -> DataFrame:
+    """review_id, language, confidence, text, fraud_score of every review that may be picked."""
+    from pyspark.sql import functions as F
+
+    candidates = scores.where(F.col("review_id").isNotNull())
+    if run_id is not None:
+        candidates = candidates.where(F.col("run_id") == F.lit(run_id))
+    candidates = candidates.select(
+        "review_id", "language", confidence_column(scores.columns, tasks).alias("confidence")
+    )
+    texts = (
+        reviews.where(F.col("review_id").isNotNull() & F.col("text").isNotNull())
+        .groupBy(F.col("review_id").cast("string").alias("review_id"))
+        .agg(F.min("text").alias("text"))
+    )
+    candidates = candidates.join(texts, on="review_id", how="inner")
+    if fraud is None:
+        return candidates.withColumn("fraud_score", F.lit(None).cast("double"))
+    highest = fraud.groupBy("review_id").agg(F.max("fraud_score").alias("fraud_score"))
+    return candidates.join(highest, on="review_id", how="left")
+
+
 def select_for_explanation(
-    scores,
-    reviews,
-    fraud,
-    tasks: Iterable[Any],
-    run_id: str | None = None,
-    cfg: Any = None,
+    scores: DataFrame,
+    reviews: DataFrame,
+    fraud: DataFrame | None,
+    tasks: Iterable[TaskSpec],
+    settings: ExplainConfig,
     *,
-    sample_size: int | None = None,
-    fraud_share: float | None = None,
-    min_fraud_score: float | None = None,
+    run_id: str | None = None,
 ) -> pd.DataFrame:
-    """The bounded sample to explain, collected to the driver: at most ``sample_size``
-    rows of ``review_id, language, text, selection_reason, confidence, fraud_score``.
+    """The bounded sample to explain, collected to the driver: at most
+    ``settings.sample_size`` rows of ``review_id, language, text, selection_reason,
+    confidence, fraud_score``.
 
     ``scores``: review_scores (only rows with ``run_id`` are candidates when it is
     given); ``reviews``: conformed reviews (for ``text``); ``fraud``: review_fraud or
@@ -142,48 +182,31 @@ def select_for_explanation(
 
     from ecomine import text as textlib
 
-    s = settings(cfg, sample_size=sample_size, fraud_share=fraud_share, min_fraud_score=min_fraud_score)
-    empty = pd.DataFrame(columns=["review_id", "language", "text", "selection_reason", "confidence", "fraud_score"])
-    if s.sample_size == 0:
+    empty = pd.DataFrame(columns=_SAMPLE_COLUMNS)
+    if settings.sample_size == 0:
         return empty
-    tasks = list(tasks)
-    cand = scores.where(F.col("review_id").isNotNull())
-    if run_id is not None:
-        cand = cand.where(F.col("run_id") == F.lit(run_id))
-    cand = cand.select("review_id", "language", confidence_column(scores.columns, tasks).alias("confidence"))
-    texts = (
-        reviews.where(F.col("review_id").isNotNull() & F.col("text").isNotNull())
-        .groupBy(F.col("review_id").cast("string").alias("review_id"))
-        .agg(F.min("text").alias("text"))
-    )
-    cand = cand.join(texts, on="review_id", how="inner")
-    if fraud is not None:
-        fr = fraud.groupBy("review_id").agg(F.max("fraud_score").alias("fraud_score"))
-        cand = cand.join(fr, on="review_id", how="left")
-    else:
-        cand = cand.withColumn("fraud_score", F.lit(None).cast("double"))
-
+    candidates = _candidates(scores, reviews, fraud, list(tasks), run_id)
     picked: list[dict[str, Any]] = []
-    n_fraud = int(math.floor(s.sample_size * s.fraud_share + 0.5))
+    n_fraud = int(math.floor(settings.sample_size * settings.fraud_share + 0.5))
     if fraud is not None and n_fraud > 0:
         rows = (
-            cand.where(F.col("fraud_score") >= F.lit(s.min_fraud_score))
+            candidates.where(F.col("fraud_score") >= F.lit(settings.min_fraud_score))
             .orderBy(F.col("fraud_score").desc(), F.col("review_id"))
             .limit(n_fraud)
             .collect()
         )
         picked += [r.asDict() | {"selection_reason": REASON_FRAUD} for r in rows]
-    rest = s.sample_size - len(picked)
+    rest = settings.sample_size - len(picked)
     if rest > 0:
         taken = [r["review_id"] for r in picked]
-        low = cand.where(F.col("confidence").isNotNull())
+        least_confident = candidates.where(F.col("confidence").isNotNull())
         if taken:
-            low = low.where(~F.col("review_id").isin(taken))
-        rows = low.orderBy(F.col("confidence").asc(), F.col("review_id")).limit(rest).collect()
+            least_confident = least_confident.where(~F.col("review_id").isin(taken))
+        rows = least_confident.orderBy(F.col("confidence").asc(), F.col("review_id")).limit(rest).collect()
         picked += [r.asDict() | {"selection_reason": REASON_LOW_CONFIDENCE} for r in rows]
     if not picked:
         return empty
-    out = pd.DataFrame(picked)[list(empty.columns)]
+    out = pd.DataFrame(picked)[_SAMPLE_COLUMNS]
     out["text"] = [textlib.clean_text(t) for t in out["text"]]
     return out.reset_index(drop=True)
 
@@ -242,7 +265,7 @@ def top_words(words: Sequence[tuple[str, float]], k: int) -> list[dict[str, Any]
 # --------------------------------------------------------------------------- attributions (torch)
 
 
-def log_odds(logits):
+def log_odds(logits: torch.Tensor) -> torch.Tensor:
     """(n, K) logits -> (n, K) log-odds of each class against all the others,
     ``log(p_k / (1 - p_k)) = logit_k - logsumexp(logits without k)``; unlike the
     probability it does not saturate, so a confident prediction still has attributions."""
@@ -260,15 +283,133 @@ def _method(n_steps: int) -> str:
     return f"captum.LayerIntegratedGradients(input_embeddings, pad_baseline, target=log_odds, n_steps={n_steps})"
 
 
-def explain_texts(
-    predictor: Any,
-    rows: pd.DataFrame,
-    cfg: Any = None,
-    *,
-    top_k: int | None = None,
-    n_steps: int | None = None,
-    internal_batch_size: int | None = None,
-) -> pd.DataFrame:
+@dataclass(frozen=True)
+class _Encoded:
+    """One review tokenized for attribution: ids, mask, piece offsets, and the baseline
+    (special tokens and the prefix kept, every text token replaced by the pad token)."""
+
+    ids: torch.Tensor
+    mask: torch.Tensor
+    offsets: list[tuple[int, int]]
+    baseline: torch.Tensor
+
+
+def _encode(model: Any, text: str, max_length: int) -> _Encoded:
+    import torch
+
+    prefix = model.prefix or ""
+    tokenizer = model.tokenizer
+    enc = tokenizer(
+        prefix + text, truncation=True, max_length=max_length, return_offsets_mapping=True, return_tensors="pt"
+    )
+    ids = enc["input_ids"].to(model.device)
+    offsets = [tuple(int(v) for v in o) for o in enc["offset_mapping"][0].tolist()]
+    special = set(tokenizer.all_special_ids)
+    keep = torch.tensor(
+        [
+            (int(i) in special) or (b > a and a < len(prefix))
+            for i, (a, b) in zip(ids[0].tolist(), offsets, strict=True)
+        ],
+        device=model.device,
+    )
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    baseline = torch.where(keep.unsqueeze(0), ids, torch.full_like(ids, pad))
+    return _Encoded(ids, enc["attention_mask"].to(model.device), offsets, baseline)
+
+
+@dataclass(frozen=True)
+class _Prediction:
+    target: int | None  # the class attributed (None: regression)
+    label: str | None
+    prob: float | None
+    value: float | None
+
+
+def _predict(task: Mapping[str, Any], head_output: torch.Tensor, spec: Mapping[str, Any]) -> _Prediction:
+    """The prediction the attribution explains, with review_scores' meaning of ``prob``
+    (P(positive) for binary, P(predicted class) otherwise) and ``value`` (regression, on
+    the target scale when the artifact has its mean/std)."""
+    import torch
+
+    if task["kind"] == "regression":
+        raw = float(head_output.float().reshape(-1)[0])
+        value = None
+        if "mean" in spec and "std" in spec:
+            value = raw * float(spec["std"]) + float(spec["mean"])
+            if spec.get("log"):
+                value = math.expm1(value)
+        return _Prediction(None, None, None, value)
+    probs = torch.softmax(head_output.float(), dim=-1)[0]
+    target = int(probs.argmax())
+    classes = list(task["classes"])
+    positive = probs[classes.index(task["positive"])] if task["kind"] == "binary" else probs[target]
+    return _Prediction(target, classes[target], float(positive), None)
+
+
+def _attribute(
+    net: Any, task: Mapping[str, Any], encoded: _Encoded, target: int | None, settings: ExplainConfig
+) -> tuple[Any, float]:
+    """Per-piece attributions (numpy, summed over the embedding dimensions) and the
+    convergence delta of Integrated Gradients for one task."""
+    from captum.attr import LayerIntegratedGradients
+
+    name, kind = task["name"], task["kind"]
+
+    def forward(input_ids, attention_mask):
+        outputs, _ = net(input_ids, attention_mask)
+        if kind == "regression":
+            return outputs[name].float().reshape(-1)
+        return log_odds(outputs[name].float())
+
+    lig = LayerIntegratedGradients(forward, net.encoder.get_input_embeddings())
+    attr, delta = lig.attribute(
+        inputs=encoded.ids,
+        baselines=encoded.baseline,
+        additional_forward_args=(encoded.mask,),
+        target=target,
+        n_steps=settings.n_steps,
+        internal_batch_size=settings.internal_batch_size,
+        return_convergence_delta=True,
+    )
+    return attr.sum(dim=-1)[0].detach().float().cpu().numpy(), float(delta.reshape(-1)[0])
+
+
+def _explain_review(predictor: Predictor, record: Mapping[str, Any], settings: ExplainConfig) -> list[dict[str, Any]]:
+    """One row per task the review's language model was trained on (see explain_texts)."""
+    import torch
+
+    text, language = record["text"], record["language"]
+    model = predictor.models[language]
+    encoded = _encode(model, text, predictor.max_length)
+    with torch.no_grad():
+        heads, _ = model.net(encoded.ids, encoded.mask)
+    rows = []
+    for task in predictor.tasks:
+        name = task["name"]
+        if name not in model.trained or task.get("inputs"):
+            continue
+        prediction = _predict(task, heads[name], model.task_specs.get(name, {}))
+        per_piece, delta = _attribute(model.net, task, encoded, prediction.target, settings)
+        words = merge_pieces(text, encoded.offsets, per_piece, language, shift=len(model.prefix or ""))
+        rows.append(
+            {
+                "review_id": record.get("review_id"),
+                "language": language,
+                "task": name,
+                "predicted_label": prediction.label,
+                "prob": prediction.prob,
+                "value": prediction.value,
+                "top_tokens": top_words(words, settings.top_k),
+                "convergence_delta": delta,
+                "selection_reason": record.get("selection_reason"),
+                "method": _method(settings.n_steps),
+                "model_version": predictor.model_version,
+            }
+        )
+    return rows
+
+
+def explain_texts(predictor: Predictor, rows: pd.DataFrame, settings: ExplainConfig) -> pd.DataFrame:
     """Integrated-Gradients explanations for ``rows`` (``review_id``, ``text``,
     ``language``, optional ``selection_reason``) with an ``ecomine.model.predict.Predictor``.
 
@@ -279,152 +420,52 @@ def explain_texts(
     null), top_tokens (list of {token, attribution}), convergence_delta,
     selection_reason, method, model_version. Rows with an empty text or a language the
     artifact lacks are skipped (logged)."""
-    import torch
-    from captum.attr import LayerIntegratedGradients
-
-    s = settings(cfg, top_k=top_k, n_steps=n_steps, internal_batch_size=internal_batch_size)
-    t0 = time.time()
+    started = time.time()
     out: list[dict[str, Any]] = []
-    tasks = list(predictor.tasks)
-    for rec in rows.to_dict("records"):
-        text, lang = rec.get("text"), rec.get("language")
-        if not text or lang not in predictor.models:
-            log.info("explain: skipping review %s (empty text or no model for language %r)", rec.get("review_id"), lang)
+    for record in rows.to_dict("records"):
+        text, language = record.get("text"), record.get("language")
+        if not text or language not in predictor.models:
+            log.info(
+                "explain: skipping review %s (empty text or no model for language %r)",
+                record.get("review_id"),
+                language,
+            )
             continue
-        lm = predictor.models[lang]
-        prefix = lm.prefix or ""
-        enc = lm.tokenizer(
-            prefix + text,
-            truncation=True,
-            max_length=predictor.max_length,
-            return_offsets_mapping=True,
-            return_tensors="pt",
-        )
-        ids = enc["input_ids"].to(lm.device)
-        mask = enc["attention_mask"].to(lm.device)
-        offsets = [tuple(int(v) for v in o) for o in enc["offset_mapping"][0].tolist()]
-        special = set(lm.tokenizer.all_special_ids)
-        keep = torch.tensor(
-            [
-                (int(i) in special) or (b > a and a < len(prefix))
-                for i, (a, b) in zip(ids[0].tolist(), offsets, strict=True)
-            ],
-            device=lm.device,
-        )
-        pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
-        baseline = torch.where(keep.unsqueeze(0), ids, torch.full_like(ids, pad))
-        specs = getattr(lm, "task_specs", {t["name"]: t for t in tasks})
-        with torch.no_grad():
-            heads, _ = lm.net(ids, mask)
-        for t in tasks:
-            name = t["name"]
-            if name not in lm.trained or t.get("inputs"):
-                continue
-            kind = t["kind"]
-            if kind == "regression":
-                target = None
-                raw = float(heads[name].float().reshape(-1)[0])
-                spec = specs.get(name, {})
-                value = None
-                if "mean" in spec and "std" in spec:
-                    value = raw * float(spec["std"]) + float(spec["mean"])
-                    if spec.get("log"):
-                        value = math.expm1(value)
-                label, prob = None, None
-            else:
-                probs = torch.softmax(heads[name].float(), dim=-1)[0]
-                target = int(probs.argmax())
-                classes = list(t["classes"])
-                label = classes[target]
-                prob = float(probs[classes.index(t["positive"])]) if kind == "binary" else float(probs[target])
-                value = None
-
-            def forward(input_ids, attention_mask, _net=lm.net, _name=name, _kind=kind):
-                o, _ = _net(input_ids, attention_mask)
-                if _kind == "regression":
-                    return o[_name].float().reshape(-1)
-                return log_odds(o[_name].float())
-
-            lig = LayerIntegratedGradients(forward, lm.net.encoder.get_input_embeddings())
-            attr, delta = lig.attribute(
-                inputs=ids,
-                baselines=baseline,
-                additional_forward_args=(mask,),
-                target=target,
-                n_steps=s.n_steps,
-                internal_batch_size=s.internal_batch_size,
-                return_convergence_delta=True,
-            )
-            per_piece = attr.sum(dim=-1)[0].detach().float().cpu().numpy()
-            words = merge_pieces(text, offsets, per_piece, lang, shift=len(prefix))
-            out.append(
-                {
-                    "review_id": rec.get("review_id"),
-                    "language": lang,
-                    "task": name,
-                    "predicted_label": label,
-                    "prob": prob,
-                    "value": value,
-                    "top_tokens": top_words(words, s.top_k),
-                    "convergence_delta": float(delta.reshape(-1)[0]),
-                    "selection_reason": rec.get("selection_reason"),
-                    "method": _method(s.n_steps),
-                    "model_version": predictor.model_version,
-                }
-            )
-    log.info("explained %d (review, task) pairs in %.1fs", len(out), time.time() - t0)
+        out += _explain_review(predictor, record, settings)
+    log.info("explained %d (review, task) pairs in %.1fs", len(out), time.time() - started)
     return pd.DataFrame(out, columns=[c for c in EXPLANATION_COLUMNS if c not in STAMP_COLUMNS])
 
 
-def explanations_frame(spark, explained: pd.DataFrame, run_id: str | None, explained_at: datetime):
+def explanations_frame(
+    spark: SparkSession, explained: pd.DataFrame, run_id: str | None, explained_at: datetime
+) -> DataFrame:
     """``explain_texts`` output as a Spark DataFrame with ``EXPLANATIONS_DDL`` (adds the
     ``run_id`` and ``explained_at`` stamps). Bounded: the input is the driver-side sample."""
     rows = []
-    for rec in explained.to_dict("records"):
-        rec = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in rec.items()}
-        rec["top_tokens"] = [(t["token"], float(t["attribution"])) for t in rec["top_tokens"]]
-        rows.append({**rec, "run_id": run_id, "explained_at": explained_at})
+    for record in explained.to_dict("records"):
+        record = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in record.items()}
+        record["top_tokens"] = [(t["token"], float(t["attribution"])) for t in record["top_tokens"]]
+        rows.append({**record, "run_id": run_id, "explained_at": explained_at})
     return spark.createDataFrame([tuple(r.get(c) for c in EXPLANATION_COLUMNS) for r in rows], schema=EXPLANATIONS_DDL)
 
 
 def explain_run(
-    spark,
-    cfg: Any,
+    spark: SparkSession,
+    settings: ExplainConfig,
     run_id: str,
     artifact_path: str,
-    scores,
-    reviews,
-    fraud=None,
+    scores: DataFrame,
+    reviews: DataFrame,
+    fraud: DataFrame | None = None,
     *,
     explained_at: datetime,
     device: str = "cpu",
-    sample_size: int | None = None,
-    top_k: int | None = None,
-    n_steps: int | None = None,
-):
+) -> DataFrame:
     """Select, explain and frame in one call (what the nightly job runs after scoring):
-    returns the Spark DataFrame to MERGE into review_explanations on ``KEYS``. The
-    keyword settings override ``cfg.explain`` (or the defaults)."""
+    returns the Spark DataFrame to MERGE into review_explanations on ``KEYS``."""
     from ecomine.model.predict import Predictor
 
     predictor = Predictor(artifact_path, device=device)
-    picked = select_for_explanation(scores, reviews, fraud, predictor.tasks, run_id, cfg, sample_size=sample_size)
-    explained = explain_texts(predictor, picked, cfg, top_k=top_k, n_steps=n_steps)
+    picked = select_for_explanation(scores, reviews, fraud, predictor.tasks, settings, run_id=run_id)
+    explained = explain_texts(predictor, picked, settings)
     return explanations_frame(spark, explained, run_id, explained_at)
-
-
-__all__ = [
-    "EXPLANATION_COLUMNS",
-    "EXPLANATIONS_DDL",
-    "KEYS",
-    "STAMP_COLUMNS",
-    "ExplainConfig",
-    "explain_run",
-    "explain_texts",
-    "explanations_frame",
-    "merge_pieces",
-    "select_for_explanation",
-    "settings",
-    "top_words",
-    "word_spans",
-]

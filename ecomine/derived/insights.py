@@ -11,7 +11,8 @@ null semantics are documented in ``docs/tables.md``; the short version:
 * Stated ratings are the parsed ``review_scores.rating`` (int 1-5); anything else is
   treated as null. NaN probabilities are treated as null.
 * Every mean ignores nulls and is null when the group has no non-null value.
-* Fraud: a review is *flagged* when ``fraud_score >= fraud_threshold``. The
+* Fraud: a review is *flagged* when ``fraud_score >= flag_threshold`` (the project's
+  one flagged threshold, ``fraud.flag_threshold``). The
   ``fraud_adjusted_rating`` is the mean stated rating over the reviews that are not
   flagged (a review without a fraud score counts as not flagged). Without a fraud
   table every fraud column is null.
@@ -20,9 +21,12 @@ null semantics are documented in ``docs/tables.md``; the short version:
   mean over all its reviews (dated or not). Null when no review of the group falls in
   the window (so always null for data without ``created_at``).
 
-Per-task columns are discovered from the task list (the model manifest's ``tasks`` or
-``cfg.model.tasks``) and from the score columns (``<task>_label``, ``<task>_prob``,
+Per-task columns are discovered from the task list (``model.tasks`` of the config or the
+model manifest's ``tasks``) and from the score columns (``<task>_label``, ``<task>_prob``,
 ``<task>_expected``, ``<task>_value``), never hard-coded.
+
+Settings come in typed: ``settings`` is the config's ``insights`` section and
+``flag_threshold`` is ``fraud.flag_threshold``.
 """
 
 from __future__ import annotations
@@ -36,8 +40,22 @@ from typing import Any
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from ecomine.config import InsightsConfig
+from ecomine.config import InsightsConfig, TaskSpec
 from ecomine.errors import SchemaError
+
+__all__ = [
+    "KEYS",
+    "STAMP_COLUMNS",
+    "TaskOutputs",
+    "category_insights",
+    "category_paths",
+    "insight_tables",
+    "product_insights",
+    "review_facts",
+    "reviewer_profiles",
+    "safe_name",
+    "task_outputs",
+]
 
 #: MERGE keys of each insight table.
 KEYS: dict[str, tuple[str, ...]] = {
@@ -50,20 +68,7 @@ STAMP_COLUMNS: tuple[str, ...] = ("insights_run_id", "computed_at")
 
 _OUTPUT_SUFFIXES = ("label", "prob", "expected", "value")
 _TASK_COLUMN = re.compile(r"^([a-z][a-z0-9_]*?)_(label|prob|expected|value)$")
-_I = "_ins_"  # prefix of internal columns
-
-
-def settings(cfg: Any = None, **overrides: Any) -> InsightsConfig:
-    """``cfg.insights`` when the project config has that section, else the defaults;
-    keyword arguments that are not None override single fields."""
-    base = getattr(cfg, "insights", None)
-    values: dict[str, Any] = {}
-    if base is not None:
-        values = {f: getattr(base, f) for f in InsightsConfig.__dataclass_fields__ if hasattr(base, f)}
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    if "trend_windows_days" in values:
-        values["trend_windows_days"] = tuple(int(d) for d in values["trend_windows_days"])
-    return InsightsConfig(**values)
+_INTERNAL = "_ins_"  # prefix of internal columns
 
 
 # --------------------------------------------------------------------------- task discovery
@@ -82,13 +87,13 @@ class TaskOutputs:
     value: str | None = None
 
 
-def _task_dict(t: Any) -> dict[str, Any]:
-    if isinstance(t, Mapping):
-        return {"name": t["name"], "kind": t.get("kind"), "classes": tuple(t.get("classes") or ())}
-    return {"name": t.name, "kind": getattr(t, "kind", None), "classes": tuple(getattr(t, "classes", ()) or ())}
+def _task_dict(task: TaskSpec) -> dict[str, Any]:
+    if isinstance(task, Mapping):
+        return {"name": task["name"], "kind": task.get("kind"), "classes": tuple(task.get("classes") or ())}
+    return {"name": task.name, "kind": task.kind, "classes": tuple(task.classes)}
 
 
-def task_outputs(columns: Sequence[str], tasks: Iterable[Any] | None = None) -> list[TaskOutputs]:
+def task_outputs(columns: Sequence[str], tasks: Iterable[TaskSpec] | None = None) -> list[TaskOutputs]:
     """Tasks and their output columns present in ``columns``.
 
     ``tasks`` (manifest task dicts or ``TaskConfig`` objects) give names, kinds and class
@@ -100,24 +105,20 @@ def task_outputs(columns: Sequence[str], tasks: Iterable[Any] | None = None) -> 
         specs = [_task_dict(t) for t in tasks]
     else:
         names: list[str] = []
-        for c in columns:
-            m = _TASK_COLUMN.match(c)
-            if m and m.group(1) not in names:
-                names.append(m.group(1))
-        specs = [{"name": n, "kind": None, "classes": ()} for n in names]
+        for column in columns:
+            match = _TASK_COLUMN.match(column)
+            if match and match.group(1) not in names:
+                names.append(match.group(1))
+        specs = [{"name": name, "kind": None, "classes": ()} for name in names]
     out = []
-    for s in specs:
-        found = {suf: (f"{s['name']}_{suf}" if f"{s['name']}_{suf}" in cols else None) for suf in _OUTPUT_SUFFIXES}
+    for spec in specs:
+        found = {
+            suffix: (f"{spec['name']}_{suffix}" if f"{spec['name']}_{suffix}" in cols else None)
+            for suffix in _OUTPUT_SUFFIXES
+        }
         if any(found.values()):
-            out.append(TaskOutputs(name=s["name"], kind=s["kind"], classes=s["classes"], **found))
+            out.append(TaskOutputs(name=spec["name"], kind=spec["kind"], classes=spec["classes"], **found))
     return out
-
-
-def _tasks_from(cfg: Any, tasks: Iterable[Any] | None) -> Iterable[Any] | None:
-    if tasks is not None:
-        return tasks
-    model = getattr(cfg, "model", None)
-    return getattr(model, "tasks", None)
 
 
 def safe_name(text: str) -> str:
@@ -129,16 +130,71 @@ def safe_name(text: str) -> str:
 # --------------------------------------------------------------------------- per-review facts
 
 
-def _num(c: Column) -> Column:
+def _num(column: Column) -> Column:
     """A double column with NaN turned into null (avg over a NaN would be NaN)."""
-    d = c.cast("double")
-    return F.when(~F.isnan(d), d)
+    as_double = column.cast("double")
+    return F.when(~F.isnan(as_double), as_double)
 
 
 def _require(df: DataFrame, cols: Sequence[str], what: str) -> None:
     missing = sorted(set(cols) - set(df.columns))
     if missing:
         raise SchemaError(f"{what} lacks columns {missing}; it has {sorted(df.columns)}")
+
+
+def _score_columns(scores: DataFrame, outputs: Sequence[TaskOutputs]) -> list[Column]:
+    """The columns review_facts keeps of review_scores (internal names for the shared ones)."""
+
+    def stamped(name: str) -> Column:
+        return F.col(name) if name in scores.columns else F.lit(None).cast("string")
+
+    rating = F.col("rating").cast("double")
+    cols: list[Column] = [
+        F.col("review_id"),
+        F.col("product_id").cast("string").alias("product_id"),
+        F.when(rating.isin(1.0, 2.0, 3.0, 4.0, 5.0), rating).alias(f"{_INTERNAL}rating"),
+        _num(F.col("p_positive")).alias(f"{_INTERNAL}p"),
+        stamped("product_name").alias(f"{_INTERNAL}sname"),
+        stamped("product_category").alias(f"{_INTERNAL}scat"),
+    ]
+    for task in outputs:
+        if task.label:
+            cols.append(F.col(task.label).cast("string").alias(task.label))
+        for column in (task.prob, task.expected, task.value):
+            if column:
+                cols.append(_num(F.col(column)).alias(column))
+    return cols
+
+
+def _with_reviewer_and_date(facts: DataFrame, reviews: DataFrame | None) -> DataFrame:
+    """Adds ``reviewer_id`` and ``_ins_created`` from one row per review_id of ``reviews``."""
+    if reviews is None:
+        return facts.withColumns(
+            {"reviewer_id": F.lit(None).cast("string"), f"{_INTERNAL}created": F.lit(None).cast("timestamp")}
+        )
+    _require(reviews, ["review_id", "reviewer_id", "created_at"], "reviews")
+    per_review = (
+        reviews.where(F.col("review_id").isNotNull())
+        .groupBy(F.col("review_id").cast("string").alias("review_id"))
+        .agg(
+            F.min(F.col("reviewer_id").cast("string")).alias("reviewer_id"),
+            F.min(F.col("created_at").cast("timestamp")).alias(f"{_INTERNAL}created"),
+        )
+    )
+    return facts.join(per_review, on="review_id", how="left")
+
+
+def _with_fraud_score(facts: DataFrame, fraud: DataFrame | None) -> DataFrame:
+    """Adds ``_ins_fraud``: the highest fraud_score of the review in ``fraud``."""
+    if fraud is None:
+        return facts.withColumn(f"{_INTERNAL}fraud", F.lit(None).cast("double"))
+    _require(fraud, ["review_id", "fraud_score"], "review_fraud")
+    per_review = (
+        fraud.where(F.col("review_id").isNotNull())
+        .groupBy("review_id")
+        .agg(F.max(_num(F.col("fraud_score"))).alias(f"{_INTERNAL}fraud"))
+    )
+    return facts.join(per_review, on="review_id", how="left")
 
 
 def review_facts(
@@ -154,50 +210,8 @@ def review_facts(
     smallest reviewer_id and created_at; fraud: the highest fraud_score), so a duplicate
     there cannot multiply a review."""
     _require(scores, ["review_id", "product_id", "rating", "p_positive"], "review_scores")
-    rating = F.col("rating").cast("double")
-    cols: list[Column] = [
-        F.col("review_id"),
-        F.col("product_id").cast("string").alias("product_id"),
-        F.when(rating.isin(1.0, 2.0, 3.0, 4.0, 5.0), rating).alias(f"{_I}rating"),
-        _num(F.col("p_positive")).alias(f"{_I}p"),
-        (F.col("product_name") if "product_name" in scores.columns else F.lit(None).cast("string")).alias(f"{_I}sname"),
-        (F.col("product_category") if "product_category" in scores.columns else F.lit(None).cast("string")).alias(
-            f"{_I}scat"
-        ),
-    ]
-    for t in outputs:
-        if t.label:
-            cols.append(F.col(t.label).cast("string").alias(t.label))
-        for c in (t.prob, t.expected, t.value):
-            if c:
-                cols.append(_num(F.col(c)).alias(c))
-    facts = scores.where(F.col("review_id").isNotNull()).select(*cols)
-    if reviews is not None:
-        _require(reviews, ["review_id", "reviewer_id", "created_at"], "reviews")
-        rv = (
-            reviews.where(F.col("review_id").isNotNull())
-            .groupBy(F.col("review_id").cast("string").alias("review_id"))
-            .agg(
-                F.min(F.col("reviewer_id").cast("string")).alias("reviewer_id"),
-                F.min(F.col("created_at").cast("timestamp")).alias(f"{_I}created"),
-            )
-        )
-        facts = facts.join(rv, on="review_id", how="left")
-    else:
-        facts = facts.withColumns(
-            {"reviewer_id": F.lit(None).cast("string"), f"{_I}created": F.lit(None).cast("timestamp")}
-        )
-    if fraud is not None:
-        _require(fraud, ["review_id", "fraud_score"], "review_fraud")
-        fr = (
-            fraud.where(F.col("review_id").isNotNull())
-            .groupBy("review_id")
-            .agg(F.max(_num(F.col("fraud_score"))).alias(f"{_I}fraud"))
-        )
-        facts = facts.join(fr, on="review_id", how="left")
-    else:
-        facts = facts.withColumn(f"{_I}fraud", F.lit(None).cast("double"))
-    return facts
+    facts = scores.where(F.col("review_id").isNotNull()).select(*_score_columns(scores, outputs))
+    return _with_fraud_score(_with_reviewer_and_date(facts, reviews), fraud)
 
 
 # --------------------------------------------------------------------------- aggregates
@@ -209,63 +223,63 @@ def _share(cond: Column, among: Column) -> Column:
     return F.when(n > 0, F.sum(F.when(among.isNotNull(), cond.cast("double"))) / n)
 
 
-def _fraud_aggs(s: InsightsConfig, has_fraud: bool) -> list[Column]:
+def _fraud_aggs(flag_threshold: float, has_fraud: bool) -> list[Column]:
     """Fraud columns; all typed nulls when there is no fraud table."""
-    fr = F.col(f"{_I}fraud")
-    flagged = fr >= F.lit(s.fraud_threshold)
-    null_d, null_l = F.lit(None).cast("double"), F.lit(None).cast("long")
+    fraud_score = F.col(f"{_INTERNAL}fraud")
+    flagged = fraud_score >= F.lit(flag_threshold)
+    null_double, null_long = F.lit(None).cast("double"), F.lit(None).cast("long")
     return [
-        (F.count(fr) if has_fraud else null_l).alias("n_fraud_scored"),
-        (F.count(F.when(flagged, F.lit(1))) if has_fraud else null_l).alias("n_flagged"),
-        (_share(flagged, fr) if has_fraud else null_d).alias("share_flagged"),
-        (F.avg(fr) if has_fraud else null_d).alias("mean_fraud_score"),
-        (F.max(fr) if has_fraud else null_d).alias("max_fraud_score"),
+        (F.count(fraud_score) if has_fraud else null_long).alias("n_fraud_scored"),
+        (F.count(F.when(flagged, F.lit(1))) if has_fraud else null_long).alias("n_flagged"),
+        (_share(flagged, fraud_score) if has_fraud else null_double).alias("share_flagged"),
+        (F.avg(fraud_score) if has_fraud else null_double).alias("mean_fraud_score"),
+        (F.max(fraud_score) if has_fraud else null_double).alias("max_fraud_score"),
     ]
 
 
-def _rating_aggs(s: InsightsConfig, has_fraud: bool) -> list[Column]:
-    r, fr = F.col(f"{_I}rating"), F.col(f"{_I}fraud")
-    unflagged = F.coalesce(fr, F.lit(0.0)) < F.lit(s.fraud_threshold)
+def _rating_aggs(flag_threshold: float, has_fraud: bool) -> list[Column]:
+    rating, fraud_score = F.col(f"{_INTERNAL}rating"), F.col(f"{_INTERNAL}fraud")
+    unflagged = F.coalesce(fraud_score, F.lit(0.0)) < F.lit(flag_threshold)
     return [
         F.count(F.lit(1)).alias("n_reviews"),
-        F.count(r).alias("n_rated"),
-        F.avg(r).alias("mean_rating"),
-        F.avg(F.col(f"{_I}p")).alias("mean_p_positive"),
-        *_fraud_aggs(s, has_fraud),
-        (F.avg(F.when(unflagged, r)) if has_fraud else F.lit(None).cast("double")).alias("fraud_adjusted_rating"),
+        F.count(rating).alias("n_rated"),
+        F.avg(rating).alias("mean_rating"),
+        F.avg(F.col(f"{_INTERNAL}p")).alias("mean_p_positive"),
+        *_fraud_aggs(flag_threshold, has_fraud),
+        (F.avg(F.when(unflagged, rating)) if has_fraud else F.lit(None).cast("double")).alias("fraud_adjusted_rating"),
     ]
 
 
 def _task_aggs(outputs: Sequence[TaskOutputs]) -> list[Column]:
     aggs: list[Column] = []
-    for t in outputs:
-        for c in (t.prob, t.expected, t.value):
-            if c:
-                aggs.append(F.avg(F.col(c)).alias(f"mean_{c}"))
-        if t.label:
-            aggs.append(F.count(F.col(t.label)).alias(f"n_{t.name}_labelled"))
-            for cls in t.classes:
-                aggs.append(
-                    _share(F.col(t.label) == F.lit(cls), F.col(t.label)).alias(f"share_{t.name}_{safe_name(cls)}")
-                )
+    for task in outputs:
+        for column in (task.prob, task.expected, task.value):
+            if column:
+                aggs.append(F.avg(F.col(column)).alias(f"mean_{column}"))
+        if task.label:
+            label = F.col(task.label)
+            aggs.append(F.count(label).alias(f"n_{task.name}_labelled"))
+            for cls in task.classes:
+                aggs.append(_share(label == F.lit(cls), label).alias(f"share_{task.name}_{safe_name(cls)}"))
     return aggs
 
 
-def _window_aggs(s: InsightsConfig, now: datetime) -> list[Column]:
-    created = F.col(f"{_I}created")
+def _window_aggs(trend_windows_days: Sequence[int], now: datetime) -> list[Column]:
+    created = F.col(f"{_INTERNAL}created")
+    p_positive, rating = F.col(f"{_INTERNAL}p"), F.col(f"{_INTERNAL}rating")
     has_date = F.count(created) > 0
     aggs: list[Column] = [F.min(created).alias("first_review_at"), F.max(created).alias("last_review_at")]
-    for d in s.trend_windows_days:
-        lo = F.lit(now - timedelta(days=int(d))).cast("timestamp")
-        hi = F.lit(now).cast("timestamp")
-        inside = (created > lo) & (created <= hi)
-        p_w = F.avg(F.when(inside, F.col(f"{_I}p")))
-        r_w = F.avg(F.when(inside, F.col(f"{_I}rating")))
+    for days in trend_windows_days:
+        start = F.lit(now - timedelta(days=int(days))).cast("timestamp")
+        end = F.lit(now).cast("timestamp")
+        inside = (created > start) & (created <= end)
+        window_p = F.avg(F.when(inside, p_positive))
+        window_rating = F.avg(F.when(inside, rating))
         aggs += [
-            F.when(has_date, F.sum(inside.cast("long"))).alias(f"n_reviews_{d}d"),
-            p_w.alias(f"mean_p_positive_{d}d"),
-            (p_w - F.avg(F.col(f"{_I}p"))).alias(f"trend_{d}d_p_positive"),
-            (r_w - F.avg(F.col(f"{_I}rating"))).alias(f"trend_{d}d_rating"),
+            F.when(has_date, F.sum(inside.cast("long"))).alias(f"n_reviews_{days}d"),
+            window_p.alias(f"mean_p_positive_{days}d"),
+            (window_p - F.avg(p_positive)).alias(f"trend_{days}d_p_positive"),
+            (window_rating - F.avg(rating)).alias(f"trend_{days}d_rating"),
         ]
     return aggs
 
@@ -293,10 +307,10 @@ def _catalog_by_product(catalog: DataFrame) -> DataFrame:
     return (
         catalog.where(F.col("product_id").isNotNull())
         .groupBy(F.col("product_id").cast("string").alias("product_id"))
-        .agg(pick.alias(f"{_I}cat"))
+        .agg(pick.alias(f"{_INTERNAL}cat"))
         .select(
             "product_id",
-            *[F.col(f"{_I}cat.{c}").alias(f"{_I}c_{c}") for c in ("name", "category", "brand", "price")],
+            *[F.col(f"{_INTERNAL}cat.{c}").alias(f"{_INTERNAL}c_{c}") for c in ("name", "category", "brand", "price")],
         )
     )
 
@@ -309,16 +323,16 @@ def _with_catalog(facts: DataFrame, catalog: DataFrame | None) -> DataFrame:
     else:
         facts = facts.withColumns(
             {
-                f"{_I}c_name": F.lit(None).cast("string"),
-                f"{_I}c_category": F.lit(None).cast("string"),
-                f"{_I}c_brand": F.lit(None).cast("string"),
-                f"{_I}c_price": F.lit(None).cast("double"),
+                f"{_INTERNAL}c_name": F.lit(None).cast("string"),
+                f"{_INTERNAL}c_category": F.lit(None).cast("string"),
+                f"{_INTERNAL}c_brand": F.lit(None).cast("string"),
+                f"{_INTERNAL}c_price": F.lit(None).cast("double"),
             }
         )
     return facts.withColumns(
         {
-            f"{_I}c_name": F.coalesce(F.col(f"{_I}c_name"), F.col(f"{_I}sname")),
-            f"{_I}c_category": F.coalesce(F.col(f"{_I}c_category"), F.col(f"{_I}scat")),
+            f"{_INTERNAL}c_name": F.coalesce(F.col(f"{_INTERNAL}c_name"), F.col(f"{_INTERNAL}sname")),
+            f"{_INTERNAL}c_category": F.coalesce(F.col(f"{_INTERNAL}c_category"), F.col(f"{_INTERNAL}scat")),
         }
     )
 
@@ -328,10 +342,9 @@ def _prepare(
     reviews: DataFrame | None,
     fraud: DataFrame | None,
     catalog: DataFrame | None,
-    cfg: Any,
-    tasks: Iterable[Any] | None,
+    tasks: Iterable[TaskSpec] | None,
 ) -> tuple[DataFrame, list[TaskOutputs]]:
-    outputs = task_outputs(scores.columns, _tasks_from(cfg, tasks))
+    outputs = task_outputs(scores.columns, tasks)
     facts = _with_catalog(review_facts(scores, reviews, fraud, outputs), catalog)
     return facts, outputs
 
@@ -345,11 +358,10 @@ def product_insights(
     fraud: DataFrame | None,
     catalog: DataFrame | None,
     now: datetime,
-    cfg: Any = None,
+    settings: InsightsConfig,
     *,
-    tasks: Iterable[Any] | None = None,
-    fraud_threshold: float | None = None,
-    trend_windows_days: Sequence[int] | None = None,
+    flag_threshold: float,
+    tasks: Iterable[TaskSpec] | None = None,
     insights_run_id: str | None = None,
     computed_at: datetime | None = None,
 ) -> DataFrame:
@@ -361,21 +373,22 @@ def product_insights(
     ``_expected`` / ``_value``, ``n_<task>_labelled`` and ``share_<task>_<class>`` per
     task, fraud columns (``n_fraud_scored``, ``n_flagged``, ``share_flagged``,
     ``mean_fraud_score``, ``max_fraud_score``, ``fraud_adjusted_rating``), dated-window
-    columns per trend window, and the stamps ``insights_run_id`` / ``computed_at``
-    (default ``now``). ``now`` should be timezone-aware (UTC)."""
-    s = settings(cfg, fraud_threshold=fraud_threshold, trend_windows_days=trend_windows_days)
-    facts, outputs = _prepare(scores, reviews, fraud, catalog, cfg, tasks)
+    columns per trend window (``settings.trend_windows_days``), and the stamps
+    ``insights_run_id`` / ``computed_at`` (default ``now``). ``now`` should be
+    timezone-aware (UTC). ``tasks`` name the task columns and their classes; without
+    them tasks are discovered from the column names (no class shares then)."""
+    facts, outputs = _prepare(scores, reviews, fraud, catalog, tasks)
     agg = (
         facts.where(F.col("product_id").isNotNull())
         .groupBy("product_id")
         .agg(
-            F.max(f"{_I}c_name").alias("product_name"),
-            F.max(_normalized_path(F.col(f"{_I}c_category"))).alias("category"),
-            F.max(f"{_I}c_brand").alias("brand"),
-            F.max(f"{_I}c_price").alias("price"),
-            *_rating_aggs(s, fraud is not None),
+            F.max(f"{_INTERNAL}c_name").alias("product_name"),
+            F.max(_normalized_path(F.col(f"{_INTERNAL}c_category"))).alias("category"),
+            F.max(f"{_INTERNAL}c_brand").alias("brand"),
+            F.max(f"{_INTERNAL}c_price").alias("price"),
+            *_rating_aggs(flag_threshold, fraud is not None),
             *_task_aggs(outputs),
-            *_window_aggs(s, now),
+            *_window_aggs(settings.trend_windows_days, now),
         )
     )
     return _stamps(agg, insights_run_id, computed_at or now)
@@ -413,32 +426,31 @@ def category_insights(
     fraud: DataFrame | None,
     catalog: DataFrame | None,
     now: datetime,
-    cfg: Any = None,
+    settings: InsightsConfig,
     *,
-    tasks: Iterable[Any] | None = None,
-    fraud_threshold: float | None = None,
-    trend_windows_days: Sequence[int] | None = None,
-    category_levels: int | None = None,
+    flag_threshold: float,
+    tasks: Iterable[TaskSpec] | None = None,
     insights_run_id: str | None = None,
     computed_at: datetime | None = None,
 ) -> DataFrame:
-    """One row per (level, category) for levels 1..``category_levels``: ``category`` is
-    the path prefix ("Women", "Women/Tops & Blouses", ...), ``category_name`` its last
-    segment. Metrics are the product_insights metrics computed over all the reviews of
-    the category's products (review-weighted, not a mean of product means), plus
-    ``n_products`` (distinct products with at least one scored review). Reviews whose
-    product has no category are left out; so are levels deeper than a product's path."""
-    s = settings(
-        cfg, fraud_threshold=fraud_threshold, trend_windows_days=trend_windows_days, category_levels=category_levels
+    """One row per (level, category) for levels 1..``settings.category_levels``:
+    ``category`` is the path prefix ("Women", "Women/Tops & Blouses", ...),
+    ``category_name`` its last segment. Metrics are the product_insights metrics computed
+    over all the reviews of the category's products (review-weighted, not a mean of
+    product means), plus ``n_products`` (distinct products with at least one scored
+    review). Reviews whose product has no category are left out; so are levels deeper
+    than a product's path."""
+    facts, outputs = _prepare(scores, reviews, fraud, catalog, tasks)
+    paths = category_paths(F.col(f"{_INTERNAL}c_category"), settings.category_levels)
+    exploded = facts.withColumn(f"{_INTERNAL}lv", F.explode(paths))
+    exploded = exploded.withColumns(
+        {"level": F.col(f"{_INTERNAL}lv.level"), "category": F.col(f"{_INTERNAL}lv.category")}
     )
-    facts, outputs = _prepare(scores, reviews, fraud, catalog, cfg, tasks)
-    exploded = facts.withColumn(f"{_I}lv", F.explode(category_paths(F.col(f"{_I}c_category"), s.category_levels)))
-    exploded = exploded.withColumns({"level": F.col(f"{_I}lv.level"), "category": F.col(f"{_I}lv.category")})
     agg = exploded.groupBy("level", "category").agg(
         F.countDistinct("product_id").alias("n_products"),
-        *_rating_aggs(s, fraud is not None),
+        *_rating_aggs(flag_threshold, fraud is not None),
         *_task_aggs(outputs),
-        *_window_aggs(s, now),
+        *_window_aggs(settings.trend_windows_days, now),
     )
     agg = agg.withColumn("category_name", F.element_at(F.split(F.col("category"), "/"), -1))
     first = ["level", "category", "category_name"]
@@ -451,9 +463,8 @@ def reviewer_profiles(
     reviews: DataFrame | None,
     fraud: DataFrame | None,
     now: datetime,
-    cfg: Any = None,
     *,
-    fraud_threshold: float | None = None,
+    flag_threshold: float,
     insights_run_id: str | None = None,
     computed_at: datetime | None = None,
 ) -> DataFrame:
@@ -464,22 +475,64 @@ def reviewer_profiles(
     in product_insights (``n_fraud_scored``, ``n_flagged``, ``share_flagged``,
     ``mean_fraud_score``, ``max_fraud_score``), ``first_review_at``/``last_review_at``
     and the stamps. ``now`` is only the default of ``computed_at``."""
-    s = settings(cfg, fraud_threshold=fraud_threshold)
     facts = review_facts(scores, reviews, fraud, [])
-    r = F.col(f"{_I}rating")
+    rating = F.col(f"{_INTERNAL}rating")
     agg = (
         facts.where(F.col("reviewer_id").isNotNull())
         .groupBy("reviewer_id")
         .agg(
             F.count(F.lit(1)).alias("n_reviews"),
             F.countDistinct("product_id").alias("n_products"),
-            F.count(r).alias("n_rated"),
-            F.avg(r).alias("mean_rating"),
-            _share(r.isin(1.0, 5.0), r).alias("extreme_share"),
-            F.avg(F.col(f"{_I}p")).alias("mean_p_positive"),
-            *_fraud_aggs(s, fraud is not None),
-            F.min(f"{_I}created").alias("first_review_at"),
-            F.max(f"{_I}created").alias("last_review_at"),
+            F.count(rating).alias("n_rated"),
+            F.avg(rating).alias("mean_rating"),
+            _share(rating.isin(1.0, 5.0), rating).alias("extreme_share"),
+            F.avg(F.col(f"{_INTERNAL}p")).alias("mean_p_positive"),
+            *_fraud_aggs(flag_threshold, fraud is not None),
+            F.min(f"{_INTERNAL}created").alias("first_review_at"),
+            F.max(f"{_INTERNAL}created").alias("last_review_at"),
         )
     )
     return _stamps(agg, insights_run_id, computed_at or now)
+
+
+def insight_tables(
+    scores: DataFrame,
+    reviews: DataFrame | None,
+    fraud: DataFrame | None,
+    catalog: DataFrame | None,
+    now: datetime,
+    settings: InsightsConfig,
+    *,
+    flag_threshold: float,
+    tasks: Iterable[TaskSpec] | None = None,
+    run_id: str | None = None,
+) -> dict[str, DataFrame]:
+    """The three insight tables by name (the keys of :data:`KEYS`), stamped with ``run_id``
+    as ``insights_run_id`` and ``now`` as ``computed_at``: what the nightly job MERGEs."""
+    return {
+        "product_insights": product_insights(
+            scores,
+            reviews,
+            fraud,
+            catalog,
+            now,
+            settings,
+            flag_threshold=flag_threshold,
+            tasks=tasks,
+            insights_run_id=run_id,
+        ),
+        "category_insights": category_insights(
+            scores,
+            reviews,
+            fraud,
+            catalog,
+            now,
+            settings,
+            flag_threshold=flag_threshold,
+            tasks=tasks,
+            insights_run_id=run_id,
+        ),
+        "reviewer_profiles": reviewer_profiles(
+            scores, reviews, fraud, now, flag_threshold=flag_threshold, insights_run_id=run_id
+        ),
+    }

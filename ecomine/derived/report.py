@@ -1,9 +1,12 @@
 """A self-contained HTML report of one run, for people who look rather than query.
 
-``render_run_report(spark, cfg, run_id)`` reads the lakehouse (small, bounded reads:
+``render_run_report(spark, storage, tables, run_id)`` reads the lakehouse (small, bounded reads:
 aggregates of at most a few dozen rows reach the driver) and returns one HTML string:
-inline CSS, charts as hand-written inline SVG, no scripts, no external URLs, so it
-renders the same offline, from a file, in a mail client's sandbox or in CI.
+inline CSS, charts as inline SVG, no scripts, no external URLs, so it renders the same
+offline, from a file, in a mail client's sandbox or in CI. The page is the autoescaped
+Jinja2 template ``templates/run_report.html.j2`` (with ``run_report.css``), shipped as
+package data; Python computes what it shows (table rows, chart geometry), the template
+holds all the markup.
 
 Sections (each an element with that ``id``):
 
@@ -30,14 +33,14 @@ Sections (each an element with that ``id``):
 * ``throughput``: rows per second of scoring (``runs.details.rows_per_second``) for this
   run and the last runs of the same job.
 
-``write_report(html, dir, run_id)`` writes ``<dir>/<run_id>.html``; ``reports_dir(cfg)``
+``write_report(html, dir, run_id)`` writes ``<dir>/<run_id>.html``; ``reports_dir(storage)``
 is ``<storage.root>/_reports``. The reading (:func:`collect`) and the rendering
 (:func:`render`) are separate, so the rendering is tested without Spark.
 """
 
 from __future__ import annotations
 
-import html
+import functools
 import json
 import logging
 import math
@@ -47,12 +50,39 @@ import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import jinja2
+
+from ecomine.config import StorageConfig, TablesConfig
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+__all__ = [
+    "PSI_EPSILON",
+    "SCORING_JOBS",
+    "TEMPLATE",
+    "Chart",
+    "Drift",
+    "ReportData",
+    "bars_chart",
+    "collect",
+    "histogram_chart",
+    "psi",
+    "psi_label",
+    "render",
+    "render_run_report",
+    "reports_dir",
+    "write_report",
+]
 
 log = logging.getLogger(__name__)
 
 SCORING_JOBS = ("nightly", "score")
 PSI_EPSILON = 1e-4
+#: The page template, in ecomine/derived/templates/ (package data).
+TEMPLATE = "run_report.html.j2"
 
 
 # --------------------------------------------------------------------------- pure helpers
@@ -83,11 +113,8 @@ def psi_label(value: float | None) -> str:
     return "large shift"
 
 
-def _e(v: Any) -> str:
-    return html.escape("" if v is None else str(v), quote=True)
-
-
 def _fmt(v: Any, digits: int = 3) -> str:
+    """A value as the page shows it: thousands separators, ``digits`` decimals, '–' for none."""
     if v is None:
         return "–"
     if isinstance(v, bool):
@@ -103,86 +130,103 @@ def _fmt(v: Any, digits: int = 3) -> str:
     return str(v)
 
 
-def _table(headers: list[str], rows: list[list[Any]], numeric: set[int] | None = None, cls: str = "") -> str:
-    numeric = numeric or set()
-    head = "".join(f"<th{' class=num' if i in numeric else ''}>{_e(h)}</th>" for i, h in enumerate(headers))
-    body = []
-    for row in rows:
-        cells = []
-        for i, v in enumerate(row):
-            raw = v[1] if isinstance(v, tuple) and len(v) == 2 and v[0] == "html" else None
-            text = raw if raw is not None else _e(_fmt(v))
-            cells.append(f"<td{' class=num' if i in numeric else ''}>{text}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    c = f' class="{cls}"' if cls else ""
-    return f"<table{c}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+def _px(v: float) -> str:
+    """An SVG coordinate: floats to one decimal, integers as they are."""
+    return f"{v:.1f}" if isinstance(v, float) else str(v)
 
 
-def _svg_open(
-    title: str, width: int, height: int, pad_l: int, pad_t: int, plot_w: float, plot_h: float, top: float, tick_fmt: str
-) -> list[str]:
-    """Opening of a chart: the <svg> element, its title and four horizontal grid lines
-    with y-axis labels from 0 to ``top`` (formatted with ``tick_fmt``)."""
-    parts = [
-        f'<svg role="img" aria-label="{_e(title)}" width="{width}" height="{height}" viewBox="0 0 {width} {height}">',
-        f"<title>{_e(title)}</title>",
-        f'<text x="{pad_l}" y="14" class="ct">{_e(title)}</text>',
-    ]
+# --------------------------------------------------------------------------- charts (geometry; the template draws)
+
+
+@dataclass(frozen=True)
+class Line:
+    x1: float
+    x2: float
+    y1: float
+    y2: float
+    css: str = "grid"
+    kind: str = "line"
+
+
+@dataclass(frozen=True)
+class Rect:
+    x: float
+    y: float
+    width: float
+    height: float
+    css: str
+    tip: str | None = None  # tooltip (an SVG <title>)
+    kind: str = "rect"
+
+
+@dataclass(frozen=True)
+class Text:
+    x: float
+    y: float
+    text: str
+    css: str = "ax"
+    anchor: str | None = None
+    kind: str = "text"
+
+
+@dataclass(frozen=True)
+class Chart:
+    """An inline SVG chart: its size, title and marks in drawing order."""
+
+    title: str
+    width: int
+    height: int
+    marks: list[Line | Rect | Text]
+
+
+def _frame(
+    title: str, pad_l: int, pad_t: int, plot_w: int, plot_h: int, top: float, tick_fmt: str
+) -> list[Line | Rect | Text]:
+    """A chart's title and four horizontal grid lines with y-axis labels from 0 to ``top``."""
+    marks: list[Line | Rect | Text] = [Text(pad_l, 14, title, css="ct")]
     for k in range(0, 5):
         y = pad_t + plot_h - plot_h * k / 4
-        parts.append(f'<line x1="{pad_l}" x2="{pad_l + plot_w}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>')
-        parts.append(
-            f'<text x="{pad_l - 4}" y="{y + 4:.1f}" class="ax" text-anchor="end">{format(top * k / 4, tick_fmt)}</text>'
-        )
-    return parts
+        marks.append(Line(pad_l, pad_l + plot_w, y, y))
+        marks.append(Text(pad_l - 4, y + 4, format(top * k / 4, tick_fmt), anchor="end"))
+    return marks
 
 
-def histogram_svg(
+def histogram_chart(
     edges: list[float], current: list[int], reference: list[int] | None, title: str, width: int = 520, height: int = 190
-) -> str:
-    """Two-series bar chart (reference grey, current blue) of bin shares, as inline SVG."""
+) -> Chart:
+    """Two-series bar chart (reference grey, current blue) of bin shares."""
     n_bins = len(current)
     pad_l, pad_r, pad_t, pad_b = 40, 10, 22, 34
     plot_w, plot_h = width - pad_l - pad_r, height - pad_t - pad_b
-    nc = sum(current) or 1
-    nr = sum(reference or []) or 1
-    shares_c = [c / nc for c in current]
-    shares_r = [r / nr for r in reference] if reference else []
-    top = max(shares_c + shares_r + [0.01])
-    top = math.ceil(top * 10) / 10
+    shares_current = [c / (sum(current) or 1) for c in current]
+    shares_reference = [r / (sum(reference or []) or 1) for r in reference] if reference else []
+    top = math.ceil(max(shares_current + shares_reference + [0.01]) * 10) / 10
     group = plot_w / n_bins
     bar = group * (0.4 if reference else 0.8)
-    parts = _svg_open(title, width, height, pad_l, pad_t, plot_w, plot_h, top, ".0%")
+    marks = _frame(title, pad_l, pad_t, plot_w, plot_h, top, ".0%")
     for i in range(n_bins):
         x0 = pad_l + i * group + group * 0.1
+        span = f"{edges[i]:.1f}-{edges[i + 1]:.1f}"
         if reference:
-            h = plot_h * shares_r[i] / top
-            parts.append(
-                f'<rect x="{x0:.1f}" y="{pad_t + plot_h - h:.1f}" width="{bar:.1f}" height="{h:.1f}" class="ref">'
-                f"<title>previous run, {edges[i]:.1f}-{edges[i + 1]:.1f}: {reference[i]} rows ({shares_r[i]:.1%})</title></rect>"
-            )
+            h = plot_h * shares_reference[i] / top
+            tip = f"previous run, {span}: {reference[i]} rows ({shares_reference[i]:.1%})"
+            marks.append(Rect(x0, pad_t + plot_h - h, bar, h, "ref", tip))
             x0 += bar
-        h = plot_h * shares_c[i] / top
-        parts.append(
-            f'<rect x="{x0:.1f}" y="{pad_t + plot_h - h:.1f}" width="{bar:.1f}" height="{h:.1f}" class="cur">'
-            f"<title>this run, {edges[i]:.1f}-{edges[i + 1]:.1f}: {current[i]} rows ({shares_c[i]:.1%})</title></rect>"
-        )
+        h = plot_h * shares_current[i] / top
+        tip = f"this run, {span}: {current[i]} rows ({shares_current[i]:.1%})"
+        marks.append(Rect(x0, pad_t + plot_h - h, bar, h, "cur", tip))
     for i in range(0, n_bins + 1, max(1, n_bins // 5)):
-        x = pad_l + i * group
-        parts.append(
-            f'<text x="{x:.1f}" y="{pad_t + plot_h + 14}" class="ax" text-anchor="middle">{edges[i]:.1f}</text>'
-        )
-    ly = height - 6
-    parts.append(f'<rect x="{pad_l}" y="{ly - 9}" width="10" height="10" class="cur"/>')
-    parts.append(f'<text x="{pad_l + 14}" y="{ly}" class="ax">this run (n={sum(current):,})</text>')
+        marks.append(Text(pad_l + i * group, pad_t + plot_h + 14, f"{edges[i]:.1f}", anchor="middle"))
+    legend_y = height - 6
+    marks.append(Rect(pad_l, legend_y - 9, 10, 10, "cur"))
+    marks.append(Text(pad_l + 14, legend_y, f"this run (n={sum(current):,})"))
     if reference is not None:
-        parts.append(f'<rect x="{pad_l + 150}" y="{ly - 9}" width="10" height="10" class="ref"/>')
-        parts.append(f'<text x="{pad_l + 164}" y="{ly}" class="ax">previous run (n={sum(reference):,})</text>')
-    parts.append("</svg>")
-    return "".join(parts)
+        marks.append(Rect(pad_l + 150, legend_y - 9, 10, 10, "ref"))
+        marks.append(Text(pad_l + 164, legend_y, f"previous run (n={sum(reference):,})"))
+    return Chart(title, width, height, marks)
 
 
-def bars_svg(
+def bars_chart(
     labels: list[str],
     values: list[float | None],
     highlight: int | None,
@@ -190,29 +234,22 @@ def bars_svg(
     unit: str,
     width: int = 520,
     height: int = 190,
-) -> str:
+) -> Chart:
     """Vertical bars (e.g. rows/s per run), the ``highlight`` one in the accent colour."""
     pad_l, pad_r, pad_t, pad_b = 48, 10, 22, 30
     plot_w, plot_h = width - pad_l - pad_r, height - pad_t - pad_b
     n = max(len(values), 1)
     top = max([v for v in values if v is not None] + [1e-9])
     group = plot_w / n
-    parts = _svg_open(title, width, height, pad_l, pad_t, plot_w, plot_h, top, ".3g")
-    for i, (lab, v) in enumerate(zip(labels, values, strict=True)):
+    marks = _frame(title, pad_l, pad_t, plot_w, plot_h, top, ".3g")
+    for i, (label, value) in enumerate(zip(labels, values, strict=True)):
         x = pad_l + i * group + group * 0.15
-        h = 0.0 if v is None else plot_h * v / top
-        cls = "cur" if i == highlight else "ref"
-        tip = f"{lab}: {'n/a' if v is None else f'{v:,.2f} {unit}'}"
-        parts.append(
-            f'<rect x="{x:.1f}" y="{pad_t + plot_h - h:.1f}" width="{group * 0.7:.1f}" height="{h:.1f}" class="{cls}">'
-            f"<title>{_e(tip)}</title></rect>"
-        )
+        h = 0.0 if value is None else plot_h * value / top
+        tip = f"{label}: {'n/a' if value is None else f'{value:,.2f} {unit}'}"
+        marks.append(Rect(x, pad_t + plot_h - h, group * 0.7, h, "cur" if i == highlight else "ref", tip))
         if n <= 12:
-            parts.append(
-                f'<text x="{x + group * 0.35:.1f}" y="{pad_t + plot_h + 14}" class="ax" text-anchor="middle">{_e(lab[-8:])}</text>'
-            )
-    parts.append("</svg>")
-    return "".join(parts)
+            marks.append(Text(x + group * 0.35, pad_t + plot_h + 14, label[-8:], anchor="middle"))
+    return Chart(title, width, height, marks)
 
 
 # --------------------------------------------------------------------------- data
@@ -257,21 +294,13 @@ def _json(text: str | None) -> dict[str, Any]:
     return v if isinstance(v, dict) else {}
 
 
-def table_location(cfg: Any, logical: str) -> str:
-    """Location of a table by logical name: ``cfg.table`` when the config knows the name,
-    else ``<storage.root>/<name>`` (for tables not yet in the config)."""
-    if hasattr(cfg.tables, logical):
-        return cfg.table(logical)
-    return cfg.storage.table_path(logical)
-
-
-def _exists(spark, path: str) -> bool:
+def _exists(spark: SparkSession, path: str) -> bool:
     from ecomine.io import delta_io
 
     return delta_io.table_exists(spark, path)
 
 
-def _scored_version(spark, path: str, run_id: str) -> int | None:
+def _scored_version(spark: SparkSession, path: str, run_id: str) -> int | None:
     """The last review_scores version committed with ``userMetadata.run_id == run_id``."""
     from delta.tables import DeltaTable
     from pyspark.sql import functions as F
@@ -284,7 +313,7 @@ def _scored_version(spark, path: str, run_id: str) -> int | None:
 
 
 def _run_histograms(
-    spark, path: str, run_id: str, columns: list[str], bins: int
+    spark: SparkSession, path: str, run_id: str, columns: list[str], bins: int
 ) -> tuple[dict[str, tuple[list[int], float | None]], str]:
     """Histograms of ``columns`` over the rows of review_scores that ``run_id`` wrote, and
     where those rows were read from: the version the run committed (time travel), else
@@ -306,62 +335,53 @@ def _run_histograms(
     return {c: _histogram(df, c, bins) for c in columns}, note
 
 
-def _histogram(df, column: str, bins: int) -> tuple[list[int], float | None]:
+def _histogram(df: DataFrame, column: str, bins: int) -> tuple[list[int], float | None]:
+    """Counts of ``column``'s values in ``bins`` equal bins over [0, 1] and their mean
+    (values outside [0, 1], NaN and null are left out)."""
     from pyspark.sql import functions as F
 
-    v = F.col(column).cast("double")
-    v = F.when(~F.isnan(v) & (v >= 0.0) & (v <= 1.0), v)
-    b = F.least(F.floor(v * F.lit(bins)).cast("int"), F.lit(bins - 1))
+    value = F.col(column).cast("double")
+    value = F.when(~F.isnan(value) & (value >= 0.0) & (value <= 1.0), value)
+    bin_index = F.least(F.floor(value * F.lit(bins)).cast("int"), F.lit(bins - 1))
     counts = [0] * bins
     rows = (
-        df.select(b.alias("b"), v.alias("v"))
-        .where(F.col("v").isNotNull())
-        .groupBy("b")
-        .agg(F.count(F.lit(1)).alias("n"), F.sum("v").alias("s"))
+        df.select(bin_index.alias("bin"), value.alias("value"))
+        .where(F.col("value").isNotNull())
+        .groupBy("bin")
+        .agg(F.count(F.lit(1)).alias("n"), F.sum("value").alias("total"))
         .collect()
     )  # <= bins rows
     total, n = 0.0, 0
-    for r in rows:
-        counts[int(r["b"])] = int(r["n"])
-        total += float(r["s"])
-        n += int(r["n"])
+    for row in rows:
+        counts[int(row["bin"])] = int(row["n"])
+        total += float(row["total"])
+        n += int(row["n"])
     return counts, (total / n if n else None)
 
 
-def collect(
-    spark,
-    cfg: Any,
-    run_id: str,
-    *,
-    previous_run_id: str | None = None,
-    top_n: int = 10,
-    bins: int = 10,
-    history: int = 14,
-) -> ReportData:
-    """Read what the report shows (bounded aggregates only) for ``run_id``."""
+def _run_row(runs: DataFrame, run_id: str, runs_path: str) -> dict[str, Any]:
     from pyspark.sql import functions as F
 
     from ecomine.errors import DataError
-    from ecomine.io import delta_io
 
-    runs_path = table_location(cfg, "runs")
-    if not _exists(spark, runs_path):
-        raise DataError(f"no runs table at {runs_path}: nothing to report")
-    runs_df = delta_io.read(spark, runs_path)
-    found = runs_df.where(F.col("run_id") == F.lit(run_id)).collect()
+    found = runs.where(F.col("run_id") == F.lit(run_id)).collect()
     if not found:
         raise DataError(f"run {run_id} is not in the runs table at {runs_path}")
     run = found[0].asDict()
     run["details"] = _json(run.get("details"))
     run["source_versions"] = _json(run.get("source_versions"))
-    data = ReportData(run=run, generated_at=datetime.now(timezone.utc), tables_root=cfg.storage.table_path(""))
+    return run
 
-    # previous scoring run
+
+def _previous_run(runs: DataFrame, run: dict[str, Any], previous_run_id: str | None) -> dict[str, Any] | None:
+    """``previous_run_id``'s row, else the latest earlier succeeded scoring run that scored rows."""
+    from pyspark.sql import functions as F
+
     if previous_run_id:
-        prev = runs_df.where(F.col("run_id") == F.lit(previous_run_id)).collect()
+        found = runs.where(F.col("run_id") == F.lit(previous_run_id)).collect()
     else:
-        prev = (
-            runs_df.where(
+        found = (
+            runs.where(
                 F.col("job").isin(*SCORING_JOBS)
                 & (F.col("status") == "succeeded")
                 & (F.col("rows_scored") > 0)
@@ -371,453 +391,429 @@ def collect(
             .limit(1)
             .collect()
         )
-    if prev:
-        data.previous_run = prev[0].asDict()
-        data.previous_run["details"] = _json(data.previous_run.get("details"))
+    if not found:
+        return None
+    previous = found[0].asDict()
+    previous["details"] = _json(previous.get("details"))
+    return previous
 
-    # throughput history of the same job
-    hist = (
-        runs_df.where((F.col("job") == F.lit(run["job"])) & (F.col("started_at") <= F.lit(run["started_at"])))
+
+def _throughput(runs: DataFrame, run: dict[str, Any], history: int) -> list[dict[str, Any]]:
+    """The last ``history`` runs of the same job up to this one, oldest first, with their speed."""
+    from pyspark.sql import functions as F
+
+    rows = (
+        runs.where((F.col("job") == F.lit(run["job"])) & (F.col("started_at") <= F.lit(run["started_at"])))
         .orderBy(F.col("started_at").desc())
         .limit(history)
         .collect()
     )
-    for r in reversed(hist):
-        d = _json(r["details"])
-        data.throughput.append(
+    out = []
+    for row in reversed(rows):
+        details = _json(row["details"])
+        out.append(
             {
-                "run_id": r["run_id"],
-                "started_at": r["started_at"],
-                "status": r["status"],
-                "rows_scored": r["rows_scored"],
-                "rows_per_second": d.get("rows_per_second"),
-                "score_seconds": d.get("score_seconds"),
-                "wall_seconds": d.get("wall_seconds"),
+                "run_id": row["run_id"],
+                "started_at": row["started_at"],
+                "status": row["status"],
+                "rows_scored": row["rows_scored"],
+                "rows_per_second": details.get("rows_per_second"),
+                "score_seconds": details.get("score_seconds"),
+                "wall_seconds": details.get("wall_seconds"),
             }
         )
+    return out
 
-    # rejects
-    rejects_path = table_location(cfg, "review_scores_rejects")
-    if _exists(spark, rejects_path):
-        agg = (
-            delta_io.read(spark, rejects_path)
-            .groupBy("reason")
-            .agg(
-                F.sum((F.col("run_id") == F.lit(run_id)).cast("long")).alias("this_run"), F.count(F.lit(1)).alias("all")
-            )
-            .orderBy(F.col("this_run").desc(), F.col("all").desc(), "reason")
-            .limit(100)
-            .collect()
-        )
-        data.rejects = [(r["reason"], int(r["this_run"] or 0), int(r["all"])) for r in agg]
 
-    # model
-    models_path = table_location(cfg, "models")
-    if run.get("model_version") and _exists(spark, models_path):
-        m = delta_io.read(spark, models_path).where(F.col("model_version") == F.lit(run["model_version"])).collect()
-        if m:
-            md = m[0].asDict()
-            md["metrics"] = _json(md.get("metrics"))
-            md["base_models"] = _json(md.get("base_models"))
-            data.model = md
+def _reject_counts(spark: SparkSession, path: str, run_id: str) -> list[tuple[str, int, int]]:
+    """(reason, rows this run recorded, rows rejected now) per reason; [] without the table."""
+    from pyspark.sql import functions as F
 
-    # drift
-    scores_path = table_location(cfg, "review_scores")
-    if _exists(spark, scores_path):
-        current_cols = delta_io.read(spark, scores_path).columns
-        columns = [c for c in current_cols if c == "p_positive" or c.endswith("_prob")]
-        columns = ["p_positive"] * ("p_positive" in columns) + sorted(c for c in columns if c != "p_positive")
-        cur, cur_src = _run_histograms(spark, scores_path, run_id, columns, bins)
-        prev: dict[str, tuple[list[int], float | None]] = {}
-        data.drift_source = f"this run: {cur_src}"
-        if data.previous_run:
-            prev, prev_src = _run_histograms(spark, scores_path, data.previous_run["run_id"], columns, bins)
-            data.drift_source += f"; previous run: {prev_src}"
-        edges = [i / bins for i in range(bins + 1)]
-        for c in columns:
-            counts, mean_c = cur.get(c, ([0] * bins, None))
-            ref, mean_r = prev.get(c, (None, None))
-            data.drift.append(
-                Drift(c, edges, counts, ref, psi(ref, counts) if ref is not None else None, mean_c, mean_r)
-            )
+    from ecomine.io import delta_io
 
-    # fraud
-    rr, pr = table_location(cfg, "reviewer_risk"), table_location(cfg, "product_risk")
-    if _exists(spark, rr):
-        data.fraud_reviewers = [
-            r.asDict()
-            for r in delta_io.read(spark, rr)
-            .orderBy(
-                F.col("reviews_flagged").desc_nulls_last(), F.col("mean_fraud_score").desc_nulls_last(), "reviewer_id"
-            )
-            .limit(top_n)
-            .collect()
-        ]
-    if _exists(spark, pr):
-        data.fraud_products = [
-            r.asDict()
-            for r in delta_io.read(spark, pr)
-            .orderBy(
-                F.col("reviews_flagged").desc_nulls_last(), F.col("mean_fraud_score").desc_nulls_last(), "product_id"
-            )
-            .limit(top_n)
-            .collect()
-        ]
+    if not _exists(spark, path):
+        return []
+    rows = (
+        delta_io.read(spark, path)
+        .groupBy("reason")
+        .agg(F.sum((F.col("run_id") == F.lit(run_id)).cast("long")).alias("this_run"), F.count(F.lit(1)).alias("all"))
+        .orderBy(F.col("this_run").desc(), F.col("all").desc(), "reason")
+        .limit(100)
+        .collect()
+    )
+    return [(r["reason"], int(r["this_run"] or 0), int(r["all"])) for r in rows]
 
-    # explanations of this run
-    ex = table_location(cfg, "review_explanations")
-    if _exists(spark, ex):
-        data.explanations = [
-            r.asDict(recursive=True)
-            for r in delta_io.read(spark, ex)
-            .where(F.col("run_id") == F.lit(run_id))
-            .orderBy("selection_reason", "review_id", "task")
-            .limit(top_n)
-            .collect()
-        ]
-    return data
+
+def _model(spark: SparkSession, path: str, model_version: str | None) -> dict[str, Any] | None:
+    """The models row of ``model_version`` with metrics and base models parsed."""
+    from pyspark.sql import functions as F
+
+    from ecomine.io import delta_io
+
+    if not model_version or not _exists(spark, path):
+        return None
+    found = delta_io.read(spark, path).where(F.col("model_version") == F.lit(model_version)).collect()
+    if not found:
+        return None
+    model = found[0].asDict()
+    model["metrics"] = _json(model.get("metrics"))
+    model["base_models"] = _json(model.get("base_models"))
+    return model
+
+
+def _drift(
+    spark: SparkSession, path: str, run_id: str, previous_run: dict[str, Any] | None, bins: int
+) -> tuple[list[Drift], str]:
+    """Per probability column of review_scores: this run's histogram against the previous
+    run's, and where the rows were read from; ([], "") without the table."""
+    from ecomine.io import delta_io
+
+    if not _exists(spark, path):
+        return [], ""
+    probability_columns = [c for c in delta_io.read(spark, path).columns if c == "p_positive" or c.endswith("_prob")]
+    columns = ["p_positive"] * ("p_positive" in probability_columns) + sorted(
+        c for c in probability_columns if c != "p_positive"
+    )
+    current, current_source = _run_histograms(spark, path, run_id, columns, bins)
+    reference: dict[str, tuple[list[int], float | None]] = {}
+    source = f"this run: {current_source}"
+    if previous_run:
+        reference, reference_source = _run_histograms(spark, path, previous_run["run_id"], columns, bins)
+        source += f"; previous run: {reference_source}"
+    edges = [i / bins for i in range(bins + 1)]
+    drift = []
+    for column in columns:
+        counts, mean_current = current.get(column, ([0] * bins, None))
+        reference_counts, mean_reference = reference.get(column, (None, None))
+        stability = psi(reference_counts, counts) if reference_counts is not None else None
+        drift.append(Drift(column, edges, counts, reference_counts, stability, mean_current, mean_reference))
+    return drift, source
+
+
+def _riskiest(spark: SparkSession, path: str, key: str, top_n: int) -> list[dict[str, Any]] | None:
+    """The ``top_n`` rows of a risk table (most flagged reviews first, then the highest mean
+    fraud score, then ``key``); None when the table does not exist."""
+    from pyspark.sql import functions as F
+
+    from ecomine.io import delta_io
+
+    if not _exists(spark, path):
+        return None
+    order = [F.col("reviews_flagged").desc_nulls_last(), F.col("mean_fraud_score").desc_nulls_last(), key]
+    return [r.asDict() for r in delta_io.read(spark, path).orderBy(*order).limit(top_n).collect()]
+
+
+def _explanations(spark: SparkSession, path: str, run_id: str, top_n: int) -> list[dict[str, Any]] | None:
+    """Up to ``top_n`` explanations of this run; None when the table does not exist."""
+    from pyspark.sql import functions as F
+
+    from ecomine.io import delta_io
+
+    if not _exists(spark, path):
+        return None
+    rows = (
+        delta_io.read(spark, path)
+        .where(F.col("run_id") == F.lit(run_id))
+        .orderBy("selection_reason", "review_id", "task")
+        .limit(top_n)
+        .collect()
+    )
+    return [r.asDict(recursive=True) for r in rows]
+
+
+def collect(
+    spark: SparkSession,
+    storage: StorageConfig,
+    tables: TablesConfig,
+    run_id: str,
+    *,
+    previous_run_id: str | None = None,
+    top_n: int = 10,
+    bins: int = 10,
+    history: int = 14,
+) -> ReportData:
+    """Read what the report shows (bounded aggregates only) for ``run_id`` from the tables
+    ``tables`` names under ``storage``."""
+    from ecomine.errors import DataError
+    from ecomine.io import delta_io
+
+    def path(name: str) -> str:
+        return storage.table_path(name)
+
+    runs_path = path(tables.runs)
+    if not _exists(spark, runs_path):
+        raise DataError(f"no runs table at {runs_path}: nothing to report")
+    runs = delta_io.read(spark, runs_path)
+    run = _run_row(runs, run_id, runs_path)
+    previous_run = _previous_run(runs, run, previous_run_id)
+    drift, drift_source = _drift(spark, path(tables.review_scores), run_id, previous_run, bins)
+    return ReportData(
+        run=run,
+        generated_at=datetime.now(timezone.utc),
+        tables_root=storage.table_path(""),
+        previous_run=previous_run,
+        rejects=_reject_counts(spark, path(tables.review_scores_rejects), run_id),
+        model=_model(spark, path(tables.models), run.get("model_version")),
+        drift=drift,
+        drift_source=drift_source,
+        fraud_reviewers=_riskiest(spark, path(tables.reviewer_risk), "reviewer_id", top_n),
+        fraud_products=_riskiest(spark, path(tables.product_risk), "product_id", top_n),
+        explanations=_explanations(spark, path(tables.review_explanations), run_id, top_n),
+        throughput=_throughput(runs, run, history),
+    )
 
 
 # --------------------------------------------------------------------------- rendering
 
-CSS = """
-:root { --fg:#1d2330; --muted:#5b6578; --line:#dde2ea; --accent:#2f6fdf; --ref:#b7bfcc; --bad:#c0392b; --ok:#1e8e3e; }
-* { box-sizing: border-box; }
-body { font: 14px/1.45 -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; color: var(--fg);
-       margin: 0; background: #f5f7fa; }
-header { background: #1d2330; color: #fff; padding: 18px 28px; }
-header h1 { margin: 0; font-size: 20px; font-weight: 600; }
-header p { margin: 4px 0 0; color: #c9d1de; font-size: 13px; }
-main { padding: 18px 28px 40px; display: grid; grid-template-columns: repeat(auto-fit, minmax(540px, 1fr)); gap: 18px; }
-section { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 14px 18px; }
-section.wide { grid-column: 1 / -1; }
-h2 { font-size: 16px; margin: 0 0 10px; }
-h3 { font-size: 13px; margin: 14px 0 6px; color: var(--muted); text-transform: uppercase; letter-spacing: .04em; }
-table { border-collapse: collapse; width: 100%; font-size: 13px; }
-th, td { text-align: left; padding: 4px 8px; border-bottom: 1px solid var(--line); vertical-align: top; }
-th { color: var(--muted); font-weight: 600; }
-td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
-.kpis { display: flex; gap: 12px; flex-wrap: wrap; margin-bottom: 10px; }
-.kpi { flex: 1 1 110px; border: 1px solid var(--line); border-radius: 6px; padding: 8px 10px; }
-.kpi b { display: block; font-size: 20px; }
-.kpi span { color: var(--muted); font-size: 12px; }
-.status { display: inline-block; padding: 1px 8px; border-radius: 10px; font-size: 12px; font-weight: 600; color: #fff; }
-.status.succeeded { background: var(--ok); } .status.failed { background: var(--bad); } .status.running { background: #b7791f; }
-.note { color: var(--muted); font-size: 12px; }
-.na { color: var(--muted); font-style: italic; }
-.better { color: var(--ok); } .worse { color: var(--bad); }
-pre { white-space: pre-wrap; background: #fbeaea; padding: 8px; border-radius: 4px; font-size: 12px; }
-.charts { display: flex; flex-wrap: wrap; gap: 8px 18px; }
-svg .grid { stroke: #edf0f4; } svg .ax { font-size: 10px; fill: var(--muted); } svg .ct { font-size: 12px; font-weight: 600; fill: var(--fg); }
-svg .cur { fill: var(--accent); } svg .ref { fill: var(--ref); }
-.tok { display: inline-block; margin: 1px 3px 1px 0; padding: 0 4px; border-radius: 3px; }
-"""
+
+@dataclass(frozen=True)
+class Badge:
+    """A table cell drawn as ``<span class="css">text</span>``."""
+
+    text: str
+    css: str
 
 
-def _kpi(label: str, value: Any, digits: int = 2) -> str:
-    return f'<div class="kpi"><b>{_e(_fmt(value, digits))}</b><span>{_e(label)}</span></div>'
+@dataclass(frozen=True)
+class Token:
+    token: str
+    colour: str  # CSS background
+    title: str  # the attribution, signed
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """A table cell of highlighted words (an explanation's top tokens)."""
+
+    items: tuple[Token, ...]
+
+
+def _text(v: Any) -> str:
+    return "" if v is None else str(v)
 
 
 def _duration(run: dict[str, Any]) -> float | None:
-    s, e = run.get("started_at"), run.get("ended_at")
-    if isinstance(s, datetime) and isinstance(e, datetime):
-        return (e - s).total_seconds()
+    started, ended = run.get("started_at"), run.get("ended_at")
+    if isinstance(started, datetime) and isinstance(ended, datetime):
+        return (ended - started).total_seconds()
     return None
 
 
-def _section_summary(d: ReportData) -> str:
-    r = d.run
-    status = _e(r.get("status"))
-    dur = _duration(r)
-    kpis = "".join(
-        [
-            _kpi("rows in", r.get("rows_in")),
-            _kpi("scored", r.get("rows_scored")),
-            _kpi("rejected", r.get("rows_rejected")),
-            _kpi("written", r.get("rows_written")),
-            _kpi("seconds", dur, 1),
-        ]
-    )
-    facts = [
-        ["run id", r.get("run_id")],
-        ["job", r.get("job")],
-        ["status", ("html", f'<span class="status {status}">{status}</span>')],
-        ["started (UTC)", r.get("started_at")],
-        ["ended (UTC)", r.get("ended_at")],
-        ["model version", r.get("model_version")],
-        ["source table versions", ", ".join(f"{k} v{v}" for k, v in sorted(r["source_versions"].items())) or None],
-        ["rows selected by", r["details"].get("selection")],
-        ["previous scoring run", (d.previous_run or {}).get("run_id")],
+def _summary_facts(data: ReportData) -> list[list[Any]]:
+    run = data.run
+    status = _text(run.get("status"))
+    versions = ", ".join(f"{k} v{v}" for k, v in sorted(run["source_versions"].items()))
+    return [
+        ["run id", run.get("run_id")],
+        ["job", run.get("job")],
+        ["status", Badge(status, f"status {status}")],
+        ["started (UTC)", run.get("started_at")],
+        ["ended (UTC)", run.get("ended_at")],
+        ["model version", run.get("model_version")],
+        ["source table versions", versions or None],
+        ["rows selected by", run["details"].get("selection")],
+        ["previous scoring run", (data.previous_run or {}).get("run_id")],
     ]
-    err = f"<h3>Error</h3><pre>{_e(r.get('error'))}</pre>" if r.get("error") else ""
-    return (
-        f'<section id="summary" class="wide"><h2>Run summary</h2><div class="kpis">{kpis}</div>'
-        f"{_table(['', ''], facts)}{err}</section>"
-    )
 
 
-def _section_rejects(d: ReportData) -> str:
-    if not d.rejects:
-        body = '<p class="na">No rejected reviews.</p>'
-    else:
-        body = _table(
-            ["reason", "recorded by this run", "currently rejected (all runs)"],
-            [[reason, this, total] for reason, this, total in d.rejects],
-            numeric={1, 2},
-        )
-        body += (
-            '<p class="note">A reject keeps the run id of the run that first recorded it (or last changed it); '
-            "the ledger's <i>rejected</i> count is every rejected row this run read.</p>"
-        )
-    return f'<section id="rejects"><h2>Rejected reviews</h2>{body}</section>'
+def _model_facts(model: dict[str, Any]) -> list[list[Any]]:
+    encoders = ", ".join(f"{k}: {v}" for k, v in sorted(model["base_models"].items()))
+    return [
+        ["version", model.get("model_version")],
+        ["status", model.get("status")],
+        ["trained (UTC)", model.get("created_at")],
+        ["trained by run", model.get("run_id")],
+        ["base encoders", encoders or None],
+        ["training data", f"{model.get('source_table')} v{model.get('source_version')}"],
+    ]
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float))
 
 
 def _metric_rows(metrics: dict[str, Any]) -> list[list[Any]]:
+    """language, task, metric, fine-tuned, baseline, difference (coloured), test rows: the
+    first two metrics each task has."""
     rows = []
     for lang in sorted(metrics):
-        m = metrics[lang] or {}
-        ft, bl = m.get("finetuned") or {}, m.get("tfidf_logreg") or {}
-        for task in sorted(set(ft) | set(bl)):
-            a, b = ft.get(task) or {}, bl.get(task) or {}
+        per_method = metrics[lang] or {}
+        finetuned, baseline = per_method.get("finetuned") or {}, per_method.get("tfidf_logreg") or {}
+        for task in sorted(set(finetuned) | set(baseline)):
+            ours, theirs = finetuned.get(task) or {}, baseline.get(task) or {}
             keys = [
                 k
                 for k in ("macro_f1", "accuracy", "mae", "rmse", "r2")
-                if isinstance(a.get(k), (int, float)) or isinstance(b.get(k), (int, float))
+                if _is_number(ours.get(k)) or _is_number(theirs.get(k))
             ]
             for k in keys[:2]:
-                va, vb = a.get(k), b.get(k)
-                delta = va - vb if isinstance(va, (int, float)) and isinstance(vb, (int, float)) else None
-                lower_better = k in ("mae", "rmse")
-                good = delta is not None and ((delta < 0) if lower_better else (delta > 0))
-                cls = "better" if good else ("worse" if delta not in (None, 0) else "")
-                delta_html = ("html", f'<span class="{cls}">{_e(_fmt(delta))}</span>') if delta is not None else None
-                rows.append([lang, task, k, va, vb, delta_html, a.get("n", b.get("n"))])
+                a, b = ours.get(k), theirs.get(k)
+                delta = a - b if _is_number(a) and _is_number(b) else None
+                lower_is_better = k in ("mae", "rmse")
+                good = delta is not None and ((delta < 0) if lower_is_better else (delta > 0))
+                css = "better" if good else ("worse" if delta not in (None, 0) else "")
+                shown = Badge(_fmt(delta), css) if delta is not None else None
+                rows.append([lang, task, k, a, b, shown, ours.get("n", theirs.get("n"))])
     return rows
 
 
-def _section_model(d: ReportData) -> str:
-    m = d.model
-    if m is None:
-        v = d.run.get("model_version")
-        msg = "This run used no model." if not v else f"Model {v} is not in the models table."
-        return f'<section id="model"><h2>Model</h2><p class="na">{_e(msg)}</p></section>'
-    facts = _table(
-        ["", ""],
-        [
-            ["version", m.get("model_version")],
-            ["status", m.get("status")],
-            ["trained (UTC)", m.get("created_at")],
-            ["trained by run", m.get("run_id")],
-            ["base encoders", ", ".join(f"{k}: {v}" for k, v in sorted(m["base_models"].items())) or None],
-            ["training data", f"{m.get('source_table')} v{m.get('source_version')}"],
-        ],
-    )
-    rows = _metric_rows(m["metrics"])
-    metrics = (
-        _table(
-            ["language", "task", "metric", "fine-tuned", "TF-IDF + logreg", "difference", "test rows"],
-            rows,
-            numeric={3, 4, 5, 6},
-        )
-        if rows
-        else '<p class="na">No held-out metrics recorded.</p>'
-    )
-    return (
-        f'<section id="model"><h2>Model</h2>{facts}<h3>Held-out test metrics vs the TF-IDF baseline</h3>{metrics}'
-        '<p class="note">Both methods are scored on the same held-out test rows of the training data.</p></section>'
-    )
-
-
-def _section_drift(d: ReportData) -> str:
-    if not d.drift:
-        return '<section id="drift" class="wide"><h2>Prediction drift</h2><p class="na">No review_scores table.</p></section>'
-    charts, rows = [], []
-    for x in d.drift:
-        title = f"{x.column}: this run vs previous run" if x.reference is not None else f"{x.column}: this run"
-        charts.append(histogram_svg(x.edges, x.current, x.reference, title))
+def _drift_view(data: ReportData) -> tuple[list[list[Any]], list[Chart], str]:
+    """The drift table's rows, one histogram per column, and the note above them."""
+    rows, charts = [], []
+    for col in data.drift:
+        title = f"{col.column}: this run vs previous run" if col.reference is not None else f"{col.column}: this run"
+        charts.append(histogram_chart(col.edges, col.current, col.reference, title))
+        n_reference = sum(col.reference) if col.reference is not None else None
         rows.append(
             [
-                x.column,
-                sum(x.current),
-                x.mean_current,
-                sum(x.reference) if x.reference is not None else None,
-                x.mean_reference,
-                x.psi,
-                psi_label(x.psi),
+                col.column,
+                sum(col.current),
+                col.mean_current,
+                n_reference,
+                col.mean_reference,
+                col.psi,
+                psi_label(col.psi),
             ]
         )
-    prev = d.previous_run["run_id"] if d.previous_run else None
-    note = f"Compared with run {_e(prev)}." if prev else "No earlier scoring run to compare with: PSI is not available."
-    if sum(sum(x.current) for x in d.drift) == 0:
+    previous = data.previous_run["run_id"] if data.previous_run else None
+    if previous:
+        note = f"Compared with run {previous}."
+    else:
+        note = "No earlier scoring run to compare with: PSI is not available."
+    if sum(sum(col.current) for col in data.drift) == 0:
         note += " This run scored no new rows."
-    table = _table(
-        ["column", "rows (this run)", "mean (this run)", "rows (previous)", "mean (previous)", "PSI", ""],
-        rows,
-        numeric={1, 2, 3, 4, 5},
-    )
-    return (
-        f'<section id="drift" class="wide"><h2>Prediction drift</h2><p class="note">{note} '
-        f"Bins of width 0.1 over [0, 1]. PSI = Σ (c − r)·ln(c / r) over bin shares; &lt; 0.1 stable, "
-        f"0.1–0.25 moderate, &gt; 0.25 large. Read from {_e(d.drift_source)}.</p>"
-        f'{table}<div class="charts">{"".join(charts)}</div></section>'
-    )
+    return rows, charts, note
 
 
 def _reasons(v: Any) -> str:
     return ", ".join(v) if isinstance(v, (list, tuple)) else _fmt(v)
 
 
-def _section_fraud(d: ReportData) -> str:
-    parts = []
-    if d.fraud_reviewers is None:
-        parts.append('<h3>Reviewers</h3><p class="na">Not available: there is no reviewer_risk table.</p>')
-    elif not d.fraud_reviewers:
-        parts.append('<h3>Reviewers</h3><p class="na">No reviewer ids in the data.</p>')
-    else:
-        parts.append(
-            "<h3>Riskiest reviewers</h3>"
-            + _table(
-                ["reviewer", "reviews", "flagged", "mean score", "max score", "top reasons"],
-                [
-                    [
-                        r.get("reviewer_id"),
-                        r.get("reviews"),
-                        r.get("reviews_flagged"),
-                        r.get("mean_fraud_score"),
-                        r.get("max_fraud_score"),
-                        _reasons(r.get("top_reasons")),
-                    ]
-                    for r in d.fraud_reviewers
-                ],
-                numeric={1, 2, 3, 4},
-            )
-        )
-    if d.fraud_products is None:
-        parts.append('<h3>Products</h3><p class="na">Not available: there is no product_risk table.</p>')
-    elif not d.fraud_products:
-        parts.append('<h3>Products</h3><p class="na">No product ids in the data.</p>')
-    else:
-        parts.append(
-            "<h3>Riskiest products</h3>"
-            + _table(
-                ["product", "reviews", "flagged", "mean score", "rating", "rating unflagged", "top reasons"],
-                [
-                    [
-                        r.get("product_id"),
-                        r.get("reviews"),
-                        r.get("reviews_flagged"),
-                        r.get("mean_fraud_score"),
-                        r.get("mean_rating"),
-                        r.get("mean_rating_unflagged"),
-                        _reasons(r.get("top_reasons")),
-                    ]
-                    for r in d.fraud_products
-                ],
-                numeric={1, 2, 3, 4, 5},
-            )
-        )
-    return f'<section id="fraud"><h2>Fraud risk</h2>{"".join(parts)}</section>'
+def _risk_rows(rows: list[dict[str, Any]] | None, columns: tuple[str, ...]) -> list[list[Any]] | None:
+    """Table rows of a risk table's ``columns`` (``top_reasons`` joined); None stays None."""
+    if rows is None:
+        return None
+    return [[_reasons(r.get(c)) if c == "top_reasons" else r.get(c) for c in columns] for r in rows]
 
 
-def _token_html(tokens: list[dict[str, Any]] | None) -> str:
+def _tokens(tokens: list[dict[str, Any]] | None) -> Tokens:
+    """Words coloured by attribution: blue towards the prediction, red against; stronger = more opaque."""
     if not tokens:
-        return ""
+        return Tokens(())
     top = max(abs(float(t["attribution"])) for t in tokens) or 1.0
-    out = []
+    items = []
     for t in tokens:
         a = float(t["attribution"])
         alpha = 0.15 + 0.6 * abs(a) / top
         colour = f"rgba(47,111,223,{alpha:.2f})" if a >= 0 else f"rgba(192,57,43,{alpha:.2f})"
-        out.append(f'<span class="tok" style="background:{colour}" title="{a:+.4f}">{_e(t["token"])}</span>')
-    return "".join(out)
+        items.append(Token(t["token"], colour, f"{a:+.4f}"))
+    return Tokens(tuple(items))
 
 
-def _section_explanations(d: ReportData) -> str:
-    if d.explanations is None:
-        return ""
-    if not d.explanations:
-        body = '<p class="na">No explanations were computed for this run.</p>'
-    else:
-        body = _table(
-            [
-                "review",
-                "task",
-                "predicted",
-                "prob",
-                "why",
-                "words that pushed the prediction (blue: towards it, red: against)",
-            ],
-            [
-                [
-                    r.get("review_id"),
-                    r.get("task"),
-                    r.get("predicted_label"),
-                    r.get("prob"),
-                    r.get("selection_reason"),
-                    ("html", _token_html(r.get("top_tokens"))),
-                ]
-                for r in d.explanations
-            ],
-            numeric={3},
-        )
-    return f'<section id="explanations" class="wide"><h2>Explanations</h2>{body}</section>'
+def _explanation_rows(explanations: list[dict[str, Any]] | None) -> list[list[Any]] | None:
+    if explanations is None:
+        return None
+    keys = ("review_id", "task", "predicted_label", "prob", "selection_reason")
+    return [[r.get(k) for k in keys] + [_tokens(r.get("top_tokens"))] for r in explanations]
 
 
-def _section_throughput(d: ReportData) -> str:
-    det = d.run["details"]
-    kpis = "".join(
-        [
-            _kpi("rows / second", det.get("rows_per_second")),
-            _kpi("scoring seconds", det.get("score_seconds"), 1),
-            _kpi("wall seconds", det.get("wall_seconds"), 1),
-        ]
-    )
-    hist = d.throughput
-    chart = ""
-    if hist:
-        idx = next((i for i, h in enumerate(hist) if h["run_id"] == d.run["run_id"]), None)
-        chart = bars_svg(
-            [h["run_id"] for h in hist],
-            [h["rows_per_second"] for h in hist],
-            idx,
-            f"rows/s, last {len(hist)} {d.run.get('job')} runs",
-            "rows/s",
-        )
-    return f'<section id="throughput"><h2>Throughput</h2><div class="kpis">{kpis}</div>{chart}</section>'
-
-
-def render(d: ReportData) -> str:
-    """The HTML page for ``d``: one self-contained document, no scripts, no external URLs."""
-    r = d.run
-    title = f"ecomine run {r.get('run_id')}"
-    sub = (
-        f"{_e(r.get('job'))} · {_e(r.get('status'))} · started {_e(_fmt(r.get('started_at')))} UTC · "
-        f"report generated {_e(_fmt(d.generated_at))} UTC · tables under {_e(d.tables_root)}"
-    )
-    body = "".join(
-        [
-            _section_summary(d),
-            _section_rejects(d),
-            _section_model(d),
-            _section_drift(d),
-            _section_fraud(d),
-            _section_throughput(d),
-            _section_explanations(d),
-        ]
-    )
-    return (
-        "<!DOCTYPE html>\n"
-        '<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; img-src data:\">"
-        f"<title>{_e(title)}</title><style>{CSS}</style></head>"
-        f"<body><header><h1>{_e(title)}</h1><p>{sub}</p></header><main>{body}</main></body></html>\n"
+def _throughput_chart(data: ReportData) -> Chart | None:
+    history = data.throughput
+    if not history:
+        return None
+    highlight = next((i for i, h in enumerate(history) if h["run_id"] == data.run["run_id"]), None)
+    return bars_chart(
+        [h["run_id"] for h in history],
+        [h["rows_per_second"] for h in history],
+        highlight,
+        f"rows/s, last {len(history)} {data.run.get('job')} runs",
+        "rows/s",
     )
 
 
-def render_run_report(spark, cfg: Any, run_id: str, *, previous_run_id: str | None = None, top_n: int = 10) -> str:
+def _view(data: ReportData) -> dict[str, Any]:
+    """What the template needs besides ``data``: table rows, charts and notes."""
+    run, details = data.run, data.run["details"]
+    drift_rows, drift_charts, drift_note = _drift_view(data)
+    model_version = run.get("model_version")
+    return {
+        "data": data,
+        "run": run,
+        "title": f"ecomine run {run.get('run_id')}",
+        "summary_kpis": [
+            ("rows in", run.get("rows_in"), 2),
+            ("scored", run.get("rows_scored"), 2),
+            ("rejected", run.get("rows_rejected"), 2),
+            ("written", run.get("rows_written"), 2),
+            ("seconds", _duration(run), 1),
+        ],
+        "summary_facts": _summary_facts(data),
+        "model_missing": f"Model {model_version} is not in the models table."
+        if model_version
+        else "This run used no model.",
+        "model_facts": _model_facts(data.model) if data.model else [],
+        "metric_rows": _metric_rows(data.model["metrics"]) if data.model else [],
+        "drift_rows": drift_rows,
+        "drift_charts": drift_charts,
+        "drift_note": drift_note,
+        "reviewer_rows": _risk_rows(
+            data.fraud_reviewers,
+            ("reviewer_id", "reviews", "reviews_flagged", "mean_fraud_score", "max_fraud_score", "top_reasons"),
+        ),
+        "product_rows": _risk_rows(
+            data.fraud_products,
+            (
+                "product_id",
+                "reviews",
+                "reviews_flagged",
+                "mean_fraud_score",
+                "mean_rating",
+                "mean_rating_unflagged",
+                "top_reasons",
+            ),
+        ),
+        "explanation_rows": _explanation_rows(data.explanations),
+        "throughput_kpis": [
+            ("rows / second", details.get("rows_per_second"), 2),
+            ("scoring seconds", details.get("score_seconds"), 1),
+            ("wall seconds", details.get("wall_seconds"), 1),
+        ],
+        "throughput_chart": _throughput_chart(data),
+    }
+
+
+@functools.lru_cache(maxsize=1)
+def _template() -> jinja2.Template:
+    """The page template (package data: ecomine/derived/templates/), autoescaped."""
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("ecomine.derived", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters.update(fmt=_fmt, px=_px, text=_text)
+    env.tests.update(badge=lambda v: isinstance(v, Badge), tokens=lambda v: isinstance(v, Tokens))
+    return env.get_template(TEMPLATE)
+
+
+def render(data: ReportData) -> str:
+    """The HTML page for ``data``: one self-contained document, no scripts, no external URLs."""
+    return _template().render(**_view(data))
+
+
+def render_run_report(
+    spark: SparkSession,
+    storage: StorageConfig,
+    tables: TablesConfig,
+    run_id: str,
+    *,
+    previous_run_id: str | None = None,
+    top_n: int = 10,
+) -> str:
     """The HTML report of ``run_id`` (see the module docstring for its sections)."""
-    return render(collect(spark, cfg, run_id, previous_run_id=previous_run_id, top_n=top_n))
+    return render(collect(spark, storage, tables, run_id, previous_run_id=previous_run_id, top_n=top_n))
 
 
 # --------------------------------------------------------------------------- writing
@@ -825,9 +821,9 @@ def render_run_report(spark, cfg: Any, run_id: str, *, previous_run_id: str | No
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
-def reports_dir(cfg: Any) -> str:
+def reports_dir(storage: StorageConfig) -> str:
     """``<storage.root>/_reports``."""
-    return cfg.storage.table_path("_reports")
+    return storage.table_path("_reports")
 
 
 def write_report(html_text: str, directory: str | os.PathLike[str], run_id: str) -> str:
@@ -836,19 +832,19 @@ def write_report(html_text: str, directory: str | os.PathLike[str], run_id: str)
     through pyarrow's filesystem layer. ``run_id`` must be a plain file name."""
     if not _SAFE_ID.match(run_id):
         raise ValueError(f"run id {run_id!r} is not usable as a file name")
-    d = str(directory)
-    if d.startswith("file:"):
-        d = re.sub(r"^file:/*", "/", d)
-    if "://" in d:
+    target_dir = str(directory)
+    if target_dir.startswith("file:"):
+        target_dir = re.sub(r"^file:/*", "/", target_dir)
+    if "://" in target_dir:
         from pyarrow import fs
 
-        filesystem, base = fs.FileSystem.from_uri(d)
+        filesystem, base = fs.FileSystem.from_uri(target_dir)
         filesystem.create_dir(base, recursive=True)
         target = base.rstrip("/") + f"/{run_id}.html"
         with filesystem.open_output_stream(target) as f:
             f.write(html_text.encode("utf-8"))
-        return d.rstrip("/") + f"/{run_id}.html"
-    p = Path(d)
+        return target_dir.rstrip("/") + f"/{run_id}.html"
+    p = Path(target_dir)
     p.mkdir(parents=True, exist_ok=True)
     target = p / f"{run_id}.html"
     fd, tmp = tempfile.mkstemp(dir=p, prefix=f".{run_id}.", suffix=".tmp")

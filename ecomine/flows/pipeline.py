@@ -127,7 +127,7 @@ def derive_tables(spark: SparkSession, cfg: Config, run: Run, model: dict[str, A
         spark, cfg.table("review_fraud"), review_fraud, ["review_id"], compare=fraud_cols, metadata=meta
     )
     out["review_fraud_written"] = m["inserted"] + m["updated"]
-    threshold = cfg.insights.fraud_threshold
+    threshold = cfg.fraud.flag_threshold
     for name, df in (
         ("reviewer_risk", fraud.reviewer_risk(scored, threshold=threshold)),
         ("product_risk", fraud.product_risk(scored, threshold=threshold)),
@@ -140,17 +140,18 @@ def derive_tables(spark: SparkSession, cfg: Config, run: Run, model: dict[str, A
     reviews = tables.read_reviews(spark, cfg)
     catalog = tables.read_catalog(spark, cfg)
     fr = delta_io.read(spark, cfg.table("review_fraud"))
-    for name, df in (
-        (
-            "product_insights",
-            insights.product_insights(scores, reviews, fr, catalog, now, cfg, insights_run_id=run.run_id),
-        ),
-        (
-            "category_insights",
-            insights.category_insights(scores, reviews, fr, catalog, now, cfg, insights_run_id=run.run_id),
-        ),
-        ("reviewer_profiles", insights.reviewer_profiles(scores, reviews, fr, now, cfg, insights_run_id=run.run_id)),
-    ):
+    insight_tables = insights.insight_tables(
+        scores,
+        reviews,
+        fr,
+        catalog,
+        now,
+        cfg.insights,
+        flag_threshold=threshold,
+        tasks=cfg.model.tasks,
+        run_id=run.run_id,
+    )
+    for name, df in insight_tables.items():
         # Recomputed from all scores; MERGE touches only rows whose values changed.
         m = delta_io.merge_into(
             spark,
@@ -165,7 +166,9 @@ def derive_tables(spark: SparkSession, cfg: Config, run: Run, model: dict[str, A
 
     if cfg.explain.sample_size:
         t1 = time.time()
-        ex = explain.explain_run(spark, cfg, run.run_id, model["artifact_path"], scores, reviews, fr, explained_at=now)
+        ex = explain.explain_run(
+            spark, cfg.explain, run.run_id, model["artifact_path"], scores, reviews, fr, explained_at=now
+        )
         m = delta_io.merge_into(
             spark,
             cfg.table("review_explanations"),
