@@ -515,7 +515,7 @@ def _with_supervised_score(scored: DataFrame, cfg: FraudConfig) -> DataFrame:
     features = [_col(f"x_{name}") for name in R.RISKS] + [_col("x_has_reviewer"), _col("x_has_time")]
     frame = scored.withColumns(
         {
-            **{_col(f"x_{name}"): F.coalesce(F.col(_col(f"risk_{name}")), F.lit(0.0)) for name in R.RISKS},
+            **{_col(f"x_{name}"): F.coalesce(F.col(R.risk_column(name)), F.lit(0.0)) for name in R.RISKS},
             _col("x_has_reviewer"): F.col("reviewer_id").isNotNull().cast("double"),
             _col("x_has_time"): F.col(DAY).isNotNull().cast("double"),
             _col("y"): F.col(label).cast("double"),

@@ -63,6 +63,7 @@ __all__ = [
     "nonzero",
     "ramp",
     "rating_text_gap",
+    "risk_column",
     "risk_columns",
     "rule_columns",
     "shingles",
@@ -612,7 +613,8 @@ def risk_columns(cfg: FraudConfig) -> dict[str, tuple[Column, Column]]:
     return {rule.name: rule_columns(rule, cfg) for rule in RULES}
 
 
-def _risk_column(name: str) -> str:
+def risk_column(name: str) -> str:
+    """The internal column :func:`with_rules_score` holds a rule's risk in."""
     return f"{PREFIX}risk_{name}"
 
 
@@ -627,17 +629,17 @@ def with_rules_score(df: DataFrame, cfg: FraudConfig) -> DataFrame:
     if missing:
         raise SchemaError(f"fraud rules lack input columns {missing}; the frame has {sorted(df.columns)}")
     risks = risk_columns(cfg)
-    out = df.withColumns({_risk_column(name): risk for name, (risk, _) in risks.items()})
+    out = df.withColumns({risk_column(name): risk for name, (risk, _) in risks.items()})
     keep = reduce(
         lambda acc, name: (
-            acc * (F.lit(1.0) - F.lit(cfg.weight(name)) * F.coalesce(F.col(_risk_column(name)), F.lit(0.0)))
+            acc * (F.lit(1.0) - F.lit(cfg.weight(name)) * F.coalesce(F.col(risk_column(name)), F.lit(0.0)))
         ),
         RISKS,
         F.lit(1.0),
     )
     items = [
         F.struct(
-            (F.lit(cfg.weight(name)) * F.col(_risk_column(name))).alias("c"),
+            (F.lit(cfg.weight(name)) * F.col(risk_column(name))).alias("c"),
             F.lit(-position).alias("o"),
             F.lit(name).alias("code"),
             risks[name][1].alias("t"),
