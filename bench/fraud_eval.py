@@ -38,8 +38,8 @@ import pandas as pd
 from simulate import CAMPAIGNS, MarketSpec, build_marketplace
 
 from ecomine import config, session
+from ecomine.config import FraudConfig
 from ecomine.derived.fraud import SIGNAL_COLUMNS, with_fraud_signals
-from ecomine.derived.fraud_rules import FraudConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -24,7 +24,6 @@ from typing import Any
 
 import yaml
 
-from ecomine.derived.fraud_rules import FraudConfig
 from ecomine.errors import ConfigError
 
 __all__ = [
@@ -367,6 +366,173 @@ class SparkConfig:
     app_name: str = "ecomine"
     delta_package: str = "auto"
     conf: dict[str, str] = field(default_factory=dict)
+
+
+#: Default weight of every fraud risk, in the order the risks are combined: the maximum
+#: probability each one alone contributes to the noisy-OR fraud score. The risks
+#: themselves (inputs, thresholds, reason texts) are declared in
+#: ``ecomine.derived.fraud_rules.RULES``, in this order.
+FRAUD_DEFAULT_WEIGHTS: dict[str, float] = {
+    "duplicate": 0.98,
+    "disagreement": 0.8,
+    "product_burst": 0.98,
+    "reviewer_inflated": 0.6,
+    "coordinated_inflation": 0.5,
+    "reviewer_extremes": 0.5,
+    "reviewer_consensus": 0.6,
+    "reviewer_burst": 0.5,
+    "rating_deviation": 0.25,
+    "single_product_account": 0.3,
+    "contact": 0.8,
+    "url": 0.4,
+    "generic_praise": 0.3,
+    "shouting": 0.2,
+}
+
+
+@dataclass(frozen=True)
+class FraudConfig:
+    """Every threshold and weight of the fraud signals (each explained in docs/fraud.md).
+    Field types are those the project's config loader understands (int, float, str,
+    bool, tuple, dict, optional)."""
+
+    # rating vs text: gap = |(rating - 1) / 4 - p_positive|; risk ramps from lo to hi
+    disagreement_lo: float = 0.5
+    disagreement_hi: float = 0.9
+    # a low rating on a text that reads positive is mostly a scale mix-up, not fraud
+    disagreement_low_factor: float = 0.4
+    # rating vs the product's consensus (mean rating of the other reviewers)
+    deviation_lo: float = 1.5
+    deviation_hi: float = 3.0
+    deviation_full_others: int = 5  # other ratings needed for full confidence in the consensus
+    # near-duplicate texts
+    shingle_chars: int = 5  # character shingle length for alphabetic texts
+    shingle_chars_cjk: int = 2  # ... and for texts that are mostly ideographs
+    hash_features: int = 1 << 18  # HashingTF width of the shingle vectors
+    minhash_bands: int = 8  # LSH bands (0 = exact duplicates only, no MinHash)
+    minhash_rows: int = 3  # MinHash values per band (numHashTables = bands * rows)
+    minhash_seed: int = 20251128
+    jaccard_threshold: float = 0.6  # shingle Jaccard similarity that makes two texts near-duplicates
+    max_bucket_size: int = 2000  # LSH buckets larger than this are skipped (bounds the pair count)
+    max_component_iterations: int = 20  # label-propagation rounds for duplicate clusters
+    duplicate_copies_hi: int = 6  # copies (distinct reviewers/products) at which duplicate risk saturates
+    duplicate_len_lo: int = 6  # weighted text length with no duplicate risk ("ok", "好评")
+    duplicate_len_hi: int = 30  # ... and with full duplicate risk
+    # the same text piling up on ONE product within a burst window is suspicious even
+    # when short (all-time copies on the product when there are no timestamps)
+    product_copies_lo: int = 1
+    product_copies_hi: int = 3
+    product_copies_len_lo: int = 2
+    product_copies_len_hi: int = 12
+    # reviewer behaviour
+    reviewer_burst_lo: int = 2  # reviews in one day with no risk
+    reviewer_burst_hi: int = 6
+    inflated_share_lo: float = 0.25  # share of a reviewer's reviews with 4-5 stars on a text that reads negative
+    inflated_share_hi: float = 0.75
+    inflated_min_scored: int = 1  # reviews with rating and p_positive: one proves nothing
+    inflated_full_scored: int = 3
+    # several accounts giving 4-5 stars to complaints on the same product: coordination
+    coordinated_lo: int = 1  # accounts with an inflated review on the product (1: only this one)
+    coordinated_hi: int = 3
+    # an account whose disagreements also go the other way (1-2 stars on praise) is
+    # confused about the scale, not paid: its disagreement and inflated risks shrink
+    # by ramp(share of such "deflated" reviews, scale_confusion_lo, scale_confusion_hi)
+    scale_confusion_lo: float = 0.1
+    scale_confusion_hi: float = 0.4
+    extreme_share_lo: float = 0.8
+    extreme_min_rated: int = 2  # rated reviews with no extremes risk (a 2-review account proves little)
+    extreme_full_rated: int = 8
+    consensus_lo: float = 1.5
+    consensus_hi: float = 3.0
+    consensus_full_reviews: int = 4  # reviews with a consensus needed for full confidence
+    single_product_min_reviews: int = 2  # a one-review account is the norm, not a risk
+    # product behaviour
+    burst_z_lo: float = 3.0
+    burst_z_hi: float = 10.0
+    burst_min_history_days: int = 5  # fewer active days: expected daily count is 1
+    burst_window_days: int = 7  # centred window for slower campaigns (odd: day +- window // 2)
+    burst_min_span_days: int = 30  # a product's span is at least this when its daily rate is estimated
+    # a burst whose ratings sit where the product's other days do (a promotion, a launch)
+    # keeps only burst_flat_factor of its risk; one whose window closes burst_shift_hi of
+    # the room between the product's other days and the end of the scale in this review's
+    # direction (5 stars for a 4-5 star review, 1 for a 1-2 star one), all of it
+    burst_shift_lo: float = 0.4
+    burst_shift_hi: float = 0.9
+    burst_flat_factor: float = 0.5
+    burst_min_headroom: float = 0.25  # stars; a product already at 4.9 still needs a real shift
+    # content cues
+    generic_max_chars: int = 45  # weighted length at or below which praise counts as "very short"
+    caps_min_letters: int = 12
+    caps_lo: float = 0.7
+    caps_hi: float = 0.95
+    exclamation_lo: int = 2
+    exclamation_hi: int = 6
+    internal_link_domains: tuple[str, ...] = ("amazon.com",)
+    # combination
+    weights: dict[str, float] = field(default_factory=lambda: dict(FRAUD_DEFAULT_WEIGHTS))
+    reason_min_contribution: float = 0.1  # weight * risk needed for a reason to be listed
+    max_reasons: int = 3
+    flag_threshold: float = 0.5  # fraud_score at or above which a review counts as flagged
+    # supervised combination (logistic regression on the risks) when labels exist
+    label_column: str | None = None
+    supervised: bool = False
+    supervised_reg: float = 0.01  # L2 strength of the logistic regression
+    supervised_min_per_class: int = 5
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.weights) - set(FRAUD_DEFAULT_WEIGHTS))
+        if unknown:
+            raise ConfigError(f"fraud.weights has unknown signals {unknown}; known: {list(FRAUD_DEFAULT_WEIGHTS)}")
+        bad = {name: w for name, w in self.weights.items() if not 0.0 <= float(w) <= 1.0}
+        if bad:
+            raise ConfigError(f"fraud.weights must lie in [0, 1], got {bad}")
+        pairs = [
+            ("disagreement_lo", "disagreement_hi"),
+            ("deviation_lo", "deviation_hi"),
+            ("duplicate_len_lo", "duplicate_len_hi"),
+            ("reviewer_burst_lo", "reviewer_burst_hi"),
+            ("extreme_min_rated", "extreme_full_rated"),
+            ("inflated_share_lo", "inflated_share_hi"),
+            ("inflated_min_scored", "inflated_full_scored"),
+            ("coordinated_lo", "coordinated_hi"),
+            ("scale_confusion_lo", "scale_confusion_hi"),
+            ("consensus_lo", "consensus_hi"),
+            ("burst_z_lo", "burst_z_hi"),
+            ("burst_shift_lo", "burst_shift_hi"),
+            ("product_copies_lo", "product_copies_hi"),
+            ("product_copies_len_lo", "product_copies_len_hi"),
+            ("caps_lo", "caps_hi"),
+            ("exclamation_lo", "exclamation_hi"),
+        ]
+        for lo, hi in pairs:
+            if not getattr(self, lo) < getattr(self, hi):
+                raise ConfigError(f"fraud.{lo} ({getattr(self, lo)}) must be < fraud.{hi} ({getattr(self, hi)})")
+        if not 0.0 < self.jaccard_threshold <= 1.0:
+            raise ConfigError(f"fraud.jaccard_threshold must be in (0, 1], got {self.jaccard_threshold}")
+        for name in ("shingle_chars", "shingle_chars_cjk", "hash_features", "minhash_rows", "max_component_iterations"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"fraud.{name} must be > 0, got {getattr(self, name)}")
+        if self.minhash_bands < 0:
+            raise ConfigError(f"fraud.minhash_bands must be >= 0, got {self.minhash_bands}")
+        if self.burst_window_days < 1 or self.burst_window_days % 2 == 0:
+            raise ConfigError(f"fraud.burst_window_days must be odd and >= 1, got {self.burst_window_days}")
+        for name in ("disagreement_low_factor", "burst_flat_factor"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"fraud.{name} must lie in [0, 1], got {getattr(self, name)}")
+        if self.duplicate_copies_hi <= 1:
+            raise ConfigError(f"fraud.duplicate_copies_hi must be > 1, got {self.duplicate_copies_hi}")
+        if self.max_reasons < 0:
+            raise ConfigError("fraud.max_reasons must be >= 0")
+        if self.supervised and not self.label_column:
+            raise ConfigError("fraud.supervised needs fraud.label_column (the column holding 0/1 fraud labels)")
+
+    def weight(self, risk: str) -> float:
+        """The weight of a risk (0 for one left out of ``weights``)."""
+        return float(self.weights.get(risk, 0.0))
+
+    @property
+    def minhash_tables(self) -> int:
+        return self.minhash_bands * self.minhash_rows
 
 
 @dataclass(frozen=True)

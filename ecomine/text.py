@@ -2,6 +2,12 @@
 
 `clean_text` is what the model sees; `reject_reason` decides whether a review can be
 scored at all. Both are used from Spark through pandas UDFs, so the rules live once.
+
+`normalize_for_matching`, `weighted_length` and `shingles` are how texts are compared
+with each other (near-duplicate detection in `ecomine.derived.fraud`). Spark applies
+them as native column expressions built from the same patterns (`HAN_CLASS`,
+`NON_WORD_JAVA`, written in the syntax Java and Python regexes read alike);
+`tests/test_fraud_rules.py` checks that both forms give the same output.
 """
 
 from __future__ import annotations
@@ -9,11 +15,37 @@ from __future__ import annotations
 import re
 import unicodedata
 
+__all__ = [
+    "HAN_CLASS",
+    "NON_WORD_JAVA",
+    "REJECT_DUPLICATE_KEY",
+    "REJECT_EMPTY",
+    "REJECT_LANGUAGE",
+    "REJECT_NULL",
+    "REJECT_NULL_KEY",
+    "REJECT_TOO_SHORT",
+    "clean_text",
+    "detect_language",
+    "is_mostly_han",
+    "normalize_for_matching",
+    "normalize_language",
+    "reject_reason",
+    "shingles",
+    "weighted_length",
+]
+
+#: Ideographs (CJK unified + extension A + compatibility), as a regex character class.
+HAN_CLASS = r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]"
+#: What matching normalisation replaces: runs of anything that is not a letter or digit.
+#: Java form (Spark's ``regexp_replace``); the Python form below matches the same runs.
+NON_WORD_JAVA = r"[^\p{L}\p{N}]+"
+
 # C0/C1 control characters except tab/newline; lone surrogates from bad UTF-8 decoding.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 _WS = re.compile(r"\s+")
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_CJK = re.compile(HAN_CLASS)
+_NON_WORD = re.compile(r"[\W_]+")  # Unicode-aware: not a letter or digit
 _LETTER = re.compile(r"[^\W\d_]", re.UNICODE)
 
 REJECT_NULL = "null_text"
@@ -64,3 +96,34 @@ def reject_reason(cleaned: str | None, raw_was_null: bool, min_chars: int) -> st
     if len(cleaned) < min_chars:
         return REJECT_TOO_SHORT
     return None
+
+
+# --------------------------------------------------------------------------- matching
+
+
+def normalize_for_matching(text: str | None) -> str | None:
+    """Lower-case, every run of non-letters/digits to one space, trimmed: the form in which
+    two reviews count as the same text ("Great -- Product!!" -> "great product")."""
+    if text is None:
+        return None
+    return _NON_WORD.sub(" ", text.lower()).strip()
+
+
+def weighted_length(normalized: str | None) -> int | None:
+    """Length of a normalised text where each ideograph counts 3 (an ideograph carries
+    about as much as a short English word): used to discount very short texts."""
+    if normalized is None:
+        return None
+    return len(normalized) + 2 * len(_CJK.findall(normalized))
+
+
+def is_mostly_han(normalized: str) -> bool:
+    """True when ideographs make up more than half of the (normalised) text."""
+    return 2 * len(_CJK.findall(normalized)) > len(normalized)
+
+
+def shingles(normalized: str, size: int) -> list[str]:
+    """The distinct character ``size``-grams of a normalised text in order of first
+    appearance; a text shorter than ``size`` is its own single shingle."""
+    grams = (normalized[i : i + size] for i in range(max(len(normalized) - size, 0) + 1))
+    return list(dict.fromkeys(grams))

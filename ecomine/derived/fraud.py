@@ -10,13 +10,17 @@ and adds:
   aggregates joined back on their keys, window functions; no Python UDF); the ML pieces
   are ``HashingTF`` + ``MinHashLSH`` from ``pyspark.ml.feature`` for near-duplicate
   texts and, when supervised, ``LogisticRegression``.
-* ``fraud_score`` in [0, 1]: each signal mapped to a risk by the fixed transforms in
-  :mod:`ecomine.derived.fraud_rules` and combined by noisy-OR over the known risks (missing
-  signals are ignored, so every review gets a score). With ``cfg.supervised`` and a
-  label column, a logistic regression on the risks replaces the noisy-OR and the rules
-  score is kept as ``fraud_score_rules``.
+* ``fraud_score`` in [0, 1]: each signal mapped to a risk by the rules declared in
+  :mod:`ecomine.derived.fraud_rules` and combined by noisy-OR over the known risks
+  (missing signals are ignored, so every review gets a score). With ``cfg.supervised``
+  and a label column, a logistic regression on the risks replaces the noisy-OR and the
+  rules score is kept as ``fraud_score_rules``.
 * ``fraud_reasons`` (readable texts of the strongest rule contributions, at most
   ``cfg.max_reasons``) and ``fraud_reason_codes`` (the same, as risk names).
+
+This module holds the tables (joins, aggregates, duplicate clusters); every per-row
+formula (input validation, text cues, the matching form of a text, the risks) lives in
+:mod:`ecomine.derived.fraud_rules`.
 
 Not fully lazy: the duplicate clusters are connected components found by iterative
 min-label propagation, which runs one small Spark job per round (at most
@@ -30,18 +34,21 @@ Signals, transforms, weights and the evaluation on simulated data: ``docs/fraud.
 from __future__ import annotations
 
 import logging
-from functools import reduce
 
-from pyspark.sql import Column, DataFrame
+from pyspark.ml.classification import LogisticRegression
+from pyspark.ml.feature import HashingTF, MinHashLSH, VectorAssembler
+from pyspark.ml.functions import vector_to_array
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from ecomine.config import FraudConfig
 from ecomine.derived import fraud_rules as R
-from ecomine.derived.fraud_rules import FraudConfig
+from ecomine.derived.fraud_rules import P_POSITIVE, PREFIX, RATING, WEIGHTED_LENGTH
 from ecomine.errors import DataError, SchemaError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FraudConfig", "with_fraud_signals", "reviewer_risk", "product_risk", "SIGNAL_COLUMNS"]
+__all__ = ["FraudConfig", "SIGNAL_COLUMNS", "product_risk", "reviewer_risk", "with_fraud_signals"]
 
 REQUIRED_COLUMNS = ("review_id", "product_id", "reviewer_id", "rating", "text", "language", "created_at", "p_positive")
 
@@ -83,10 +90,18 @@ SIGNAL_COLUMNS: tuple[str, ...] = (
     "sig_caps_share",
 )
 OUTPUT_COLUMNS = ("fraud_score", "fraud_reasons", "fraud_reason_codes", "fraud_score_rules")
-_P = "_fr_"  # prefix of internal columns, all dropped before returning
+
+# internal columns (all dropped before returning)
+DAY = f"{PREFIX}day"  # the review's date, null without a timestamp
+NORM_RAW = f"{PREFIX}norm_raw"  # the matching text ("" for a text with no letters or digits)
+NORM = f"{PREFIX}norm"  # ... null when empty
+NODE = f"{PREFIX}node"  # hash of the matching text: one duplicate-graph node per distinct text
+COMP = f"{PREFIX}comp"  # the duplicate cluster: the smallest node of the text's component
 
 
-# --------------------------------------------------------------------------- helpers
+def _col(suffix: str) -> str:
+    """An internal column name."""
+    return f"{PREFIX}{suffix}"
 
 
 def _require(df: DataFrame, columns: tuple[str, ...] | list[str], what: str) -> None:
@@ -95,249 +110,258 @@ def _require(df: DataFrame, columns: tuple[str, ...] | list[str], what: str) -> 
         raise SchemaError(f"{what} lacks columns {missing}; it has {sorted(df.columns)}")
 
 
-def _ramp(x: Column, lo: float, hi: float) -> Column:
-    """Spark twin of fraud_rules.ramp (null stays null: least/greatest would skip it)."""
-    scaled = (x.cast("double") - F.lit(float(lo))) / F.lit(float(hi - lo))
-    return F.when(x.isNotNull(), F.least(F.greatest(scaled, F.lit(0.0)), F.lit(1.0)))
-
-
-def _flag_risk(flag: Column) -> Column:
-    return F.when(flag.isNotNull(), F.when(flag, F.lit(1.0)).otherwise(F.lit(0.0)))
-
-
-def _nonzero(x: Column) -> Column:
-    return F.when(x > 0, x)
-
-
-def _rlike(text: Column, pattern: str) -> Column:
-    return text.rlike(pattern)
-
-
-def _count_matches(text: Column, pattern: str) -> Column:
-    return F.length(text) - F.length(F.regexp_replace(text, pattern, ""))
-
-
-_NOT_HAN = "[^" + R.HAN_PATTERN[1:]
+def _day_number(day: Column) -> Column:
+    return F.datediff(day, F.lit("1970-01-01"))
 
 
 # --------------------------------------------------------------------------- preparation
 
 
 def _prepare(df: DataFrame, cfg: FraudConfig) -> DataFrame:
-    """Validated copies of the inputs (``_fr_*``) and the per-row text signals."""
-    rating = F.col("rating").cast("double")
-    p = F.col("p_positive").cast("double")
+    """Validated copies of the inputs, the matching text and the per-row text signals."""
     text = F.col("text").cast("string")
-    norm = F.trim(F.regexp_replace(F.lower(text), R.NON_WORD_JAVA, " "))
-    internal = R.internal_link_pattern(cfg.internal_link_domains)
-    text_for_url = F.regexp_replace(text, internal, " ") if internal else text
-    letters = F.length(F.regexp_replace(text, "[^A-Za-z]", ""))
-    upper = F.length(F.regexp_replace(text, "[^A-Z]", ""))
     out = df.withColumns(
         {
-            f"{_P}rating": F.when(rating.isin(1.0, 2.0, 3.0, 4.0, 5.0), rating.cast("int")),
-            f"{_P}p": F.when(~F.isnan(p) & (p >= 0.0) & (p <= 1.0), p),
-            f"{_P}day": F.to_date(F.col("created_at")),
-            f"{_P}norm_raw": norm,
+            RATING: R.valid_rating(F.col("rating")),
+            P_POSITIVE: R.valid_probability(F.col("p_positive")),
+            DAY: F.to_date(F.col("created_at")),
+            NORM_RAW: R.matching_text(text),
         }
     )
-    wlen = F.length(F.col(f"{_P}norm_raw")) + 2 * F.length(F.regexp_replace(F.col(f"{_P}norm_raw"), _NOT_HAN, ""))
     out = out.withColumns(
         {
-            f"{_P}norm": F.when(F.col(f"{_P}norm_raw") != "", F.col(f"{_P}norm_raw")),
-            f"{_P}wlen": wlen,
+            NORM: F.when(F.col(NORM_RAW) != "", F.col(NORM_RAW)),
+            WEIGHTED_LENGTH: R.weighted_length(F.col(NORM_RAW)),
         }
     )
-    r, pp = F.col(f"{_P}rating"), F.col(f"{_P}p")
     return out.withColumns(
         {
-            f"{_P}node": F.when(F.col(f"{_P}norm").isNotNull(), F.xxhash64(F.col(f"{_P}norm"))),
-            "sig_rating_text_gap": F.abs((r - F.lit(1)) / F.lit(4.0) - pp),
-            "sig_text_chars": F.length(text),
-            "sig_generic_praise": F.when(
-                text.isNotNull(),
-                (F.col(f"{_P}wlen") > 0)
-                & (F.col(f"{_P}wlen") <= cfg.generic_max_chars)
-                & _rlike(text, R.PRAISE_PATTERN),
-            ),
-            "sig_url": _rlike(text_for_url, R.URL_PATTERN),
-            "sig_contact": _rlike(text, R.EMAIL_PATTERN)
-            | _rlike(text, R.PHONE_PATTERN)
-            | _rlike(text, R.MESSENGER_PATTERN),
-            "sig_exclamations": _count_matches(text, R.EXCLAMATION_PATTERN),
-            "sig_repeated_chars": _rlike(text, R.REPEAT_PATTERN),
-            "sig_caps_share": F.when(letters >= cfg.caps_min_letters, upper / letters),
+            NODE: F.when(F.col(NORM).isNotNull(), F.xxhash64(F.col(NORM))),
+            "sig_rating_text_gap": R.rating_text_gap(F.col(RATING), F.col(P_POSITIVE)),
+            **R.text_cue_columns(text, F.col(WEIGHTED_LENGTH), cfg),
         }
     )
 
 
 # --------------------------------------------------------------------------- product / reviewer
-# Every aggregate is computed from the narrow key frame ``k`` (one materialised copy of
-# product_id, reviewer_id, rating, day and text hash per review) and joined back onto
-# the base once: chaining "aggregate the already-joined frame" would re-evaluate the
-# whole plan once per branch, multiplying with every join.
+# Every aggregate is computed from the narrow key frame (one materialised copy of
+# product_id, reviewer_id, rating, p_positive, day and text hash per review) and joined
+# back onto the reviews once: chaining "aggregate the already-joined frame" would
+# re-evaluate the whole plan once per branch, multiplying with every join.
 
 
-def _key_frame(b: DataFrame) -> DataFrame:
+def _key_frame(reviews: DataFrame) -> DataFrame:
     """The per-review columns the aggregates need, materialised once (localCheckpoint)."""
-    return b.select("product_id", "reviewer_id", f"{_P}rating", f"{_P}p", f"{_P}day", f"{_P}node").localCheckpoint()
+    return reviews.select("product_id", "reviewer_id", RATING, P_POSITIVE, DAY, NODE).localCheckpoint()
 
 
-def _consensus_tables(k: DataFrame) -> tuple[DataFrame, DataFrame]:
+def _consensus_tables(keys: DataFrame) -> tuple[DataFrame, DataFrame]:
     """Per product: sum and count of valid ratings; per (product, reviewer): the same."""
-    rating = F.col(f"{_P}rating")
-    ps = (
-        k.where(F.col("product_id").isNotNull())
+    rating = F.col(RATING)
+    product_ratings = (
+        keys.where(F.col("product_id").isNotNull())
         .groupBy("product_id")
-        .agg(F.sum(rating).alias(f"{_P}ps"), F.count(rating).alias(f"{_P}pn"))
+        .agg(F.sum(rating).alias(_col("product_sum")), F.count(rating).alias(_col("product_n")))
     )
-    prs = (
-        k.where(F.col("product_id").isNotNull() & F.col("reviewer_id").isNotNull())
+    own_ratings = (
+        keys.where(F.col("product_id").isNotNull() & F.col("reviewer_id").isNotNull())
         .groupBy("product_id", "reviewer_id")
-        .agg(F.sum(rating).alias(f"{_P}rs"), F.count(rating).alias(f"{_P}rn"))
+        .agg(F.sum(rating).alias(_col("own_sum")), F.count(rating).alias(_col("own_n")))
     )
-    return ps, prs
+    return product_ratings, own_ratings
 
 
-def _join_consensus(rows: DataFrame, ps: DataFrame, prs: DataFrame) -> DataFrame:
+def _join_consensus(rows: DataFrame, product_ratings: DataFrame, own_ratings: DataFrame) -> DataFrame:
     """Leave-reviewer-out consensus: the mean rating of the product's *other* reviewers
     (all of this reviewer's ratings on the product are left out; for a row without a
     reviewer id, only the row itself). Adds sig_product_consensus(_n) and sig_rating_deviation."""
-    rating = F.col(f"{_P}rating")
-    out = rows.join(ps, on="product_id", how="left").join(prs, on=["product_id", "reviewer_id"], how="left")
-    has_rev = F.col("reviewer_id").isNotNull()
-    own_n = F.when(has_rev, F.coalesce(F.col(f"{_P}rn"), F.lit(0))).otherwise(
+    rating = F.col(RATING)
+    out = rows.join(product_ratings, on="product_id", how="left").join(
+        own_ratings, on=["product_id", "reviewer_id"], how="left"
+    )
+    has_reviewer = F.col("reviewer_id").isNotNull()
+    own_n = F.when(has_reviewer, F.coalesce(F.col(_col("own_n")), F.lit(0))).otherwise(
         F.when(rating.isNotNull(), 1).otherwise(0)
     )
-    own_s = F.when(has_rev, F.coalesce(F.col(f"{_P}rs"), F.lit(0))).otherwise(F.coalesce(rating, F.lit(0)))
-    others_n = F.col(f"{_P}pn") - own_n
+    own_sum = F.when(has_reviewer, F.coalesce(F.col(_col("own_sum")), F.lit(0))).otherwise(F.coalesce(rating, F.lit(0)))
+    others_n = F.col(_col("product_n")) - own_n
     out = out.withColumns(
         {
             "sig_product_consensus_n": others_n,
-            "sig_product_consensus": F.when(others_n > 0, (F.col(f"{_P}ps") - own_s) / others_n),
+            "sig_product_consensus": F.when(others_n > 0, (F.col(_col("product_sum")) - own_sum) / others_n),
         }
     )
     out = out.withColumn("sig_rating_deviation", F.abs(rating - F.col("sig_product_consensus")))
-    return out.drop(f"{_P}ps", f"{_P}pn", f"{_P}rs", f"{_P}rn")
+    return out.drop(_col("product_sum"), _col("product_n"), _col("own_sum"), _col("own_n"))
 
 
-def _reviewer_tables(k: DataFrame, ps: DataFrame, prs: DataFrame, cfg: FraudConfig) -> tuple[DataFrame, DataFrame]:
+def _reviewer_tables(
+    keys: DataFrame, product_ratings: DataFrame, own_ratings: DataFrame, cfg: FraudConfig
+) -> tuple[DataFrame, DataFrame]:
     """Per known reviewer: counts, extreme share, share of inflated ratings (4-5 stars on
-    a text that reads negative), mean deviation from consensus; and the
-    most reviews it posted on one day (only over rows with a timestamp)."""
-    rating = F.col(f"{_P}rating")
-    known = k.where(F.col("reviewer_id").isNotNull())
-    dev = _join_consensus(known, ps, prs)
-    gap = F.abs((rating - F.lit(1)) / F.lit(4.0) - F.col(f"{_P}p"))
-    inflated = F.when(gap.isNotNull(), ((rating >= 4) & (gap >= cfg.disagreement_lo)).cast("double"))
-    deflated = F.when(gap.isNotNull(), ((rating <= 2) & (gap >= cfg.disagreement_lo)).cast("double"))
-    rv = dev.groupBy("reviewer_id").agg(
+    a text that reads negative) and of deflated ones, mean deviation from consensus; and
+    the most reviews it posted on one day (only over rows with a timestamp)."""
+    rating = F.col(RATING)
+    known = keys.where(F.col("reviewer_id").isNotNull())
+    with_deviation = _join_consensus(known, product_ratings, own_ratings)
+    gap = R.rating_text_gap(rating, F.col(P_POSITIVE))
+    inflated = F.when(gap.isNotNull(), R.is_inflated(rating, gap, cfg.disagreement_lo).cast("double"))
+    deflated = F.when(gap.isNotNull(), R.is_deflated(rating, gap, cfg.disagreement_lo).cast("double"))
+    products = _col("reviewer_products")
+    reviewers = with_deviation.groupBy("reviewer_id").agg(
         F.count(gap).alias("sig_reviewer_scored"),
         F.avg(inflated).alias("sig_reviewer_inflated_share"),
         F.avg(deflated).alias("sig_reviewer_deflated_share"),
         F.count(F.lit(1)).alias("sig_reviewer_reviews"),
-        F.countDistinct("product_id").alias(f"{_P}rp"),
+        F.countDistinct("product_id").alias(products),
         F.count(rating).alias("sig_reviewer_rated"),
         F.avg(F.when(rating.isNotNull(), rating.isin(1, 5).cast("double"))).alias("sig_reviewer_extreme_share"),
         F.avg("sig_rating_deviation").alias("sig_reviewer_consensus_dev"),
         F.count("sig_rating_deviation").alias("sig_reviewer_consensus_n"),
     )
-    rv = rv.withColumns(
+    reviewers = reviewers.withColumns(
         {
-            "sig_reviewer_products": _nonzero(F.col(f"{_P}rp")),
-            "sig_reviewer_single_product": F.when(F.col(f"{_P}rp") > 0, F.col(f"{_P}rp") == 1),
+            "sig_reviewer_products": R.nonzero(F.col(products)),
+            "sig_reviewer_single_product": F.when(F.col(products) > 0, F.col(products) == 1),
         }
-    ).drop(f"{_P}rp")
-    per_day = (
-        known.where(F.col(f"{_P}day").isNotNull())
-        .groupBy("reviewer_id", f"{_P}day")
-        .agg(F.count(F.lit(1)).alias(f"{_P}n"))
+    ).drop(products)
+    busiest_day = (
+        known.where(F.col(DAY).isNotNull())
+        .groupBy("reviewer_id", DAY)
+        .agg(F.count(F.lit(1)).alias(_col("day_reviews")))
         .groupBy("reviewer_id")
-        .agg(F.max(f"{_P}n").alias("sig_reviewer_max_per_day"))
+        .agg(F.max(_col("day_reviews")).alias("sig_reviewer_max_per_day"))
     )
-    return rv, per_day
+    return reviewers, busiest_day
 
 
-def _product_inflation_table(k: DataFrame, cfg: FraudConfig) -> DataFrame:
+def _product_inflation_table(keys: DataFrame, cfg: FraudConfig) -> DataFrame:
     """Per product: distinct known reviewers with at least one inflated review on it (4-5
-    stars on a text that reads negative), ``sig_product_inflating_reviewers``."""
-    rating = F.col(f"{_P}rating")
-    gap = F.abs((rating - F.lit(1)) / F.lit(4.0) - F.col(f"{_P}p"))
+    stars on a text that reads negative), ``_fr_inflating``."""
+    rating = F.col(RATING)
+    gap = R.rating_text_gap(rating, F.col(P_POSITIVE))
     return (
-        k.where(F.col("product_id").isNotNull() & F.col("reviewer_id").isNotNull())
-        .where((rating >= 4) & (gap >= cfg.disagreement_lo))
+        keys.where(F.col("product_id").isNotNull() & F.col("reviewer_id").isNotNull())
+        .where(R.is_inflated(rating, gap, cfg.disagreement_lo))
         .groupBy("product_id")
-        .agg(F.countDistinct("reviewer_id").alias(f"{_P}inflating"))
+        .agg(F.countDistinct("reviewer_id").alias(_col("inflating")))
     )
 
 
-def _product_burst_table(k: DataFrame, cfg: FraudConfig) -> DataFrame:
-    """Per (product, day): reviews that day and in the centred ``burst_window_days``
-    window, the product's usual daily count, the burst z-score (the larger of the day's
-    and the window's) and the window's rating shift against the product's other days."""
-    from pyspark.sql import Window
-
-    rating = F.col(f"{_P}rating")
-    dnum = F.datediff(F.col(f"{_P}day"), F.lit("1970-01-01"))
+def _product_days(keys: DataFrame, cfg: FraudConfig) -> DataFrame:
+    """Per (product, day): reviews and the sum and count of valid ratings that day and
+    in the centred ``burst_window_days`` window around it."""
+    rating = F.col(RATING)
     days = (
-        k.where(F.col("product_id").isNotNull() & F.col(f"{_P}day").isNotNull())
-        .groupBy("product_id", f"{_P}day")
+        keys.where(F.col("product_id").isNotNull() & F.col(DAY).isNotNull())
+        .groupBy("product_id", DAY)
         .agg(
             F.count(F.lit(1)).alias("sig_product_day_reviews"),
-            F.sum(rating).alias(f"{_P}s"),
-            F.count(rating).alias(f"{_P}n"),
+            F.sum(rating).alias(_col("day_rating_sum")),
+            F.count(rating).alias(_col("day_rated")),
         )
-        .withColumn(f"{_P}d", dnum)
+        .withColumn(_col("day_number"), _day_number(F.col(DAY)))
     )
     half = cfg.burst_window_days // 2
-    w = Window.partitionBy("product_id").orderBy(f"{_P}d").rangeBetween(-half, half)
-    days = days.withColumns(
+    window = Window.partitionBy("product_id").orderBy(_col("day_number")).rangeBetween(-half, half)
+    return days.withColumns(
         {
-            "sig_product_window_reviews": F.sum("sig_product_day_reviews").over(w),
-            f"{_P}ws": F.sum(f"{_P}s").over(w),
-            f"{_P}wn": F.sum(f"{_P}n").over(w),
+            "sig_product_window_reviews": F.sum("sig_product_day_reviews").over(window),
+            _col("window_rating_sum"): F.sum(_col("day_rating_sum")).over(window),
+            _col("window_rated"): F.sum(_col("day_rated")).over(window),
         }
     )
-    hist = days.groupBy("product_id").agg(
-        F.median("sig_product_day_reviews").alias(f"{_P}med"),
-        F.count(F.lit(1)).alias(f"{_P}active"),
-        F.sum("sig_product_day_reviews").alias(f"{_P}total"),
-        (F.max(f"{_P}d") - F.min(f"{_P}d") + 1).alias(f"{_P}span"),
-        F.sum(f"{_P}s").alias(f"{_P}ts"),
-        F.sum(f"{_P}n").alias(f"{_P}tn"),
+
+
+def _product_history(days: DataFrame, cfg: FraudConfig) -> DataFrame:
+    """Per product: its usual reviews per active day, the reviews expected in a burst
+    window, and the sum and count of all its valid ratings."""
+    history = days.groupBy("product_id").agg(
+        F.median("sig_product_day_reviews").alias(_col("median_daily")),
+        F.count(F.lit(1)).alias(_col("active_days")),
+        F.sum("sig_product_day_reviews").alias(_col("total")),
+        (F.max(_col("day_number")) - F.min(_col("day_number")) + 1).alias(_col("span_days")),
+        F.sum(_col("day_rating_sum")).alias(_col("rating_sum")),
+        F.sum(_col("day_rated")).alias(_col("rated")),
     )
+    # the median daily count (at least 1), or 1 with fewer than burst_min_history_days active days
     expected = F.when(
-        F.col(f"{_P}active") >= cfg.burst_min_history_days, F.greatest(F.col(f"{_P}med").cast("double"), F.lit(1.0))
+        F.col(_col("active_days")) >= cfg.burst_min_history_days,
+        F.greatest(F.col(_col("median_daily")).cast("double"), F.lit(1.0)),
     ).otherwise(F.lit(1.0))
-    rate = F.col(f"{_P}total") / F.greatest(F.col(f"{_P}span"), F.lit(cfg.burst_min_span_days))
-    hist = hist.select(
+    # the average daily rate over the span (at least burst_min_span_days) times the window
+    rate = F.col(_col("total")) / F.greatest(F.col(_col("span_days")), F.lit(cfg.burst_min_span_days))
+    return history.select(
         "product_id",
         expected.alias("sig_product_expected_daily"),
-        F.greatest(F.lit(1.0), rate * cfg.burst_window_days).alias(f"{_P}we"),
-        f"{_P}ts",
-        f"{_P}tn",
+        F.greatest(F.lit(1.0), rate * cfg.burst_window_days).alias(_col("window_expected")),
+        _col("rating_sum"),
+        _col("rated"),
     )
-    days = days.join(hist, on="product_id", how="inner")
-    z_day = (F.col("sig_product_day_reviews") - F.col("sig_product_expected_daily")) / F.sqrt(
-        F.col("sig_product_expected_daily")
-    )
-    z_win = (F.col("sig_product_window_reviews") - F.col(f"{_P}we")) / F.sqrt(F.col(f"{_P}we"))
-    other_n = F.col(f"{_P}tn") - F.col(f"{_P}wn")
-    other = F.when(other_n > 0, (F.col(f"{_P}ts") - F.col(f"{_P}ws")) / other_n)
-    shift = F.when((F.col(f"{_P}wn") > 0) & (other_n > 0), F.col(f"{_P}ws") / F.col(f"{_P}wn") - other)
+
+
+def _product_burst_table(keys: DataFrame, cfg: FraudConfig) -> DataFrame:
+    """Per (product, day): reviews that day and in the centred ``burst_window_days``
+    window, the product's usual daily count, the burst z-score (the larger of the day's
+    and the window's Poisson-style (count - expected) / sqrt(expected)) and the window's
+    rating shift against the product's other days."""
+    days = _product_days(keys, cfg)
+    days = days.join(_product_history(days, cfg), on="product_id", how="inner")
+    expected_daily, window_expected = F.col("sig_product_expected_daily"), F.col(_col("window_expected"))
+    z_day = (F.col("sig_product_day_reviews") - expected_daily) / F.sqrt(expected_daily)
+    z_window = (F.col("sig_product_window_reviews") - window_expected) / F.sqrt(window_expected)
+    window_sum, window_rated = F.col(_col("window_rating_sum")), F.col(_col("window_rated"))
+    other_rated = F.col(_col("rated")) - window_rated
+    other = F.when(other_rated > 0, (F.col(_col("rating_sum")) - window_sum) / other_rated)
+    shift = F.when((window_rated > 0) & (other_rated > 0), window_sum / window_rated - other)
     return days.select(
         "product_id",
-        f"{_P}day",
+        DAY,
         "sig_product_day_reviews",
         "sig_product_window_reviews",
         "sig_product_expected_daily",
-        F.greatest(z_day, z_win).alias("sig_product_burst_z"),
+        F.greatest(z_day, z_window).alias("sig_product_burst_z"),
         shift.alias("sig_product_window_rating_shift"),
         other.alias("sig_product_other_days_rating"),
     )
 
 
 # --------------------------------------------------------------------------- duplicates
+
+
+def _shingled(nodes: DataFrame, cfg: FraudConfig) -> DataFrame:
+    """Per node: its set of character shingles (``shingle_chars_cjk`` long for texts that
+    are mostly ideographs, else ``shingle_chars``), materialised (read three times)."""
+    size = F.when(R.mostly_han(F.col(NORM)), F.lit(cfg.shingle_chars_cjk)).otherwise(F.lit(cfg.shingle_chars))
+    shingled = nodes.withColumn(_col("size"), size).withColumn(_col("shingles"), R.shingles(NORM, _col("size")))
+    return shingled.select(NODE, _col("shingles")).localCheckpoint()
+
+
+def _band_keys(shingled: DataFrame, cfg: FraudConfig) -> DataFrame:
+    """Per (node, LSH band): a hash of the band's ``minhash_rows`` MinHash values, kept
+    only for buckets of 2 to ``max_bucket_size`` nodes (larger ones are skipped, with a
+    warning)."""
+    tf = HashingTF(inputCol=_col("shingles"), outputCol=_col("vec"), numFeatures=cfg.hash_features, binary=True)
+    vectors = tf.transform(shingled)
+    lsh = MinHashLSH(
+        inputCol=_col("vec"), outputCol=_col("hashes"), numHashTables=cfg.minhash_tables, seed=cfg.minhash_seed
+    ).fit(vectors)
+    hashed = lsh.transform(vectors).select(NODE, F.posexplode(_col("hashes")).alias("pos", "h"))
+    hashed = hashed.select(
+        NODE,
+        F.floor(F.col("pos") / cfg.minhash_rows).alias("band"),
+        F.struct(F.col("pos"), vector_to_array(F.col("h"))[0].alias("v")).alias("pv"),
+    )
+    keys = (
+        hashed.groupBy(NODE, "band")
+        .agg(F.xxhash64(F.array_sort(F.collect_list("pv"))).alias("key"))
+        .localCheckpoint()  # read by the bucket sizes, the oversized count and the pair join
+    )
+    sizes = keys.groupBy("band", "key").agg(F.count(F.lit(1)).alias("bucket"))
+    oversized = sizes.where(F.col("bucket") > cfg.max_bucket_size).count()
+    if oversized:
+        log.warning("near-duplicates: skipped %d LSH buckets larger than %d texts", oversized, cfg.max_bucket_size)
+    return keys.join(sizes.where((F.col("bucket") >= 2) & (F.col("bucket") <= cfg.max_bucket_size)), ["band", "key"])
 
 
 def _near_duplicate_edges(nodes: DataFrame, cfg: FraudConfig) -> DataFrame:
@@ -351,55 +375,20 @@ def _near_duplicate_edges(nodes: DataFrame, cfg: FraudConfig) -> DataFrame:
     language produces millions of chance candidates; banding keeps only likely ones.
     Candidates are then checked with the exact Jaccard of the shingle sets.
     """
-    from pyspark.ml.feature import HashingTF, MinHashLSH
-    from pyspark.ml.functions import vector_to_array
-
-    norm = F.col(f"{_P}norm")
-    is_cjk = 2 * F.length(F.regexp_replace(norm, _NOT_HAN, "")) > F.length(norm)
-    n = F.when(is_cjk, F.lit(cfg.shingle_chars_cjk)).otherwise(F.lit(cfg.shingle_chars))
-    shingled = nodes.withColumn(f"{_P}n", n).withColumn(
-        f"{_P}sh",
-        F.expr(
-            f"array_distinct(transform(sequence(0, greatest(length({_P}norm) - {_P}n, 0)),"
-            f" i -> substring({_P}norm, i + 1, {_P}n)))"
-        ),
-    )
-    shingled = shingled.select(f"{_P}node", f"{_P}sh").localCheckpoint()  # read 3 times below
-    tf = HashingTF(inputCol=f"{_P}sh", outputCol=f"{_P}vec", numFeatures=cfg.hash_features, binary=True)
-    vec = tf.transform(shingled)
-    lsh = MinHashLSH(
-        inputCol=f"{_P}vec", outputCol=f"{_P}hashes", numHashTables=cfg.minhash_tables, seed=cfg.minhash_seed
-    ).fit(vec)
-    hashed = lsh.transform(vec).select(f"{_P}node", F.posexplode(f"{_P}hashes").alias("pos", "h"))
-    hashed = hashed.select(
-        f"{_P}node",
-        F.floor(F.col("pos") / cfg.minhash_rows).alias("band"),
-        F.struct(F.col("pos"), vector_to_array(F.col("h"))[0].alias("v")).alias("pv"),
-    )
-    keys = (
-        hashed.groupBy(f"{_P}node", "band")
-        .agg(F.xxhash64(F.array_sort(F.collect_list("pv"))).alias("key"))
-        .localCheckpoint()  # read by the bucket sizes, the oversized count and the pair join
-    )
-    sizes = keys.groupBy("band", "key").agg(F.count(F.lit(1)).alias("bucket"))
-    oversized = sizes.where(F.col("bucket") > cfg.max_bucket_size)
-    keys = keys.join(sizes.where((F.col("bucket") >= 2) & (F.col("bucket") <= cfg.max_bucket_size)), ["band", "key"])
-    a, b = keys.alias("a"), keys.alias("b")
-    cand = (
-        a.join(b, (F.col("a.band") == F.col("b.band")) & (F.col("a.key") == F.col("b.key")))
-        .where(F.col(f"a.{_P}node") < F.col(f"b.{_P}node"))
-        .select(F.col(f"a.{_P}node").alias("a"), F.col(f"b.{_P}node").alias("b"))
+    shingled = _shingled(nodes, cfg)
+    keys = _band_keys(shingled, cfg)
+    left, right = keys.alias("a"), keys.alias("b")
+    candidates = (
+        left.join(right, (F.col("a.band") == F.col("b.band")) & (F.col("a.key") == F.col("b.key")))
+        .where(F.col(f"a.{NODE}") < F.col(f"b.{NODE}"))
+        .select(F.col(f"a.{NODE}").alias("a"), F.col(f"b.{NODE}").alias("b"))
         .distinct()
     )
-    sa = shingled.select(F.col(f"{_P}node").alias("a"), F.col(f"{_P}sh").alias("sa"))
-    sb = shingled.select(F.col(f"{_P}node").alias("b"), F.col(f"{_P}sh").alias("sb"))
-    jac = F.size(F.array_intersect("sa", "sb")) / F.size(F.array_union("sa", "sb"))
-    edges = cand.join(sa, "a").join(sb, "b").where(jac >= cfg.jaccard_threshold).select("a", "b")
-    edges = edges.localCheckpoint()
-    n_over = oversized.count()
-    if n_over:
-        log.warning("near-duplicates: skipped %d LSH buckets larger than %d texts", n_over, cfg.max_bucket_size)
-    return edges
+    shingles_a = shingled.select(F.col(NODE).alias("a"), F.col(_col("shingles")).alias("sa"))
+    shingles_b = shingled.select(F.col(NODE).alias("b"), F.col(_col("shingles")).alias("sb"))
+    jaccard = F.size(F.array_intersect("sa", "sb")) / F.size(F.array_union("sa", "sb"))
+    edges = candidates.join(shingles_a, "a").join(shingles_b, "b").where(jaccard >= cfg.jaccard_threshold)
+    return edges.select("a", "b").localCheckpoint()
 
 
 def _components(edges: DataFrame, cfg: FraudConfig) -> DataFrame:
@@ -408,26 +397,30 @@ def _components(edges: DataFrame, cfg: FraudConfig) -> DataFrame:
     Stops when no label changes or after ``cfg.max_component_iterations`` rounds (then
     a long chain may stay split; a warning says so). Returns ``(_fr_node, _fr_comp)``
     for nodes that have at least one edge."""
-    und = edges.select(F.col("a").alias("src"), F.col("b").alias("dst")).unionByName(
+    both_ways = edges.select(F.col("a").alias("src"), F.col("b").alias("dst")).unionByName(
         edges.select(F.col("b").alias("src"), F.col("a").alias("dst"))
     )
-    labels = und.groupBy("src").agg(F.least(F.first("src"), F.min("dst")).alias("label"))
+    labels = both_ways.groupBy("src").agg(F.least(F.first("src"), F.min("dst")).alias("label"))
     labels = labels.select(F.col("src").alias("node"), "label").localCheckpoint()
-    for i in range(cfg.max_component_iterations):
+    for round_number in range(1, cfg.max_component_iterations + 1):
         # column names are disjoint across the joined sides: no self-join ambiguity
-        nbr = und.join(labels, F.col("dst") == F.col("node")).groupBy("src").agg(F.min("label").alias("m"))
+        neighbours = (
+            both_ways.join(labels, F.col("dst") == F.col("node"))
+            .groupBy("src")
+            .agg(F.min("label").alias("neighbour_min"))
+        )
         step = (
-            labels.join(nbr, F.col("node") == F.col("src"), "left")
+            labels.join(neighbours, F.col("node") == F.col("src"), "left")
             .select(
                 "node",
-                F.least(F.col("label"), F.coalesce(F.col("m"), F.col("label"))).alias("label"),
+                F.least(F.col("label"), F.coalesce(F.col("neighbour_min"), F.col("label"))).alias("label"),
                 F.col("label").alias("old"),
             )
             .localCheckpoint()
         )
         changed = step.where(F.col("label") < F.col("old")).count()
         labels = step.select("node", "label")
-        log.debug("duplicate components: round %d, %d labels changed", i + 1, changed)
+        log.debug("duplicate components: round %d, %d labels changed", round_number, changed)
         if changed == 0:
             break
     else:
@@ -435,11 +428,18 @@ def _components(edges: DataFrame, cfg: FraudConfig) -> DataFrame:
             "duplicate components: not converged after %d rounds; some clusters may be split",
             cfg.max_component_iterations,
         )
-    return labels.select(F.col("node").alias(f"{_P}node"), F.col("label").alias(f"{_P}comp"))
+    return labels.select(F.col("node").alias(NODE), F.col("label").alias(COMP))
+
+
+def _with_component(rows: DataFrame, components: DataFrame | None) -> DataFrame:
+    """Component id of each row: its near-duplicate component, else its own text hash."""
+    if components is None:
+        return rows.withColumn(COMP, F.col(NODE))
+    return rows.join(components, on=NODE, how="left").withColumn(COMP, F.coalesce(F.col(COMP), F.col(NODE)))
 
 
 def _duplicate_tables(
-    b: DataFrame, k: DataFrame, cfg: FraudConfig
+    reviews: DataFrame, keys: DataFrame, cfg: FraudConfig
 ) -> tuple[DataFrame | None, DataFrame, DataFrame, DataFrame]:
     """(node -> component for texts with a near-duplicate, or None without MinHash;
     per component: size, distinct reviewers, distinct products; per component and
@@ -447,318 +447,126 @@ def _duplicate_tables(
     those within the centred ``burst_window_days`` window). A cluster is exact
     normalised-text duplicates plus MinHash near-duplicate pairs, closed transitively.
     Size counts reviews; reviewers/products count distinct known ids (null when none)."""
-    comps = None
+    components = None
     if cfg.minhash_bands > 0:
-        nodes = b.where(F.col(f"{_P}node").isNotNull()).select(f"{_P}node", f"{_P}norm").dropDuplicates([f"{_P}node"])
-        comps = _components(_near_duplicate_edges(nodes, cfg), cfg)
-    rows = k.where(F.col(f"{_P}node").isNotNull())
-    rows = _with_component(rows, comps)
+        nodes = reviews.where(F.col(NODE).isNotNull()).select(NODE, NORM).dropDuplicates([NODE])
+        components = _components(_near_duplicate_edges(nodes, cfg), cfg)
+    rows = _with_component(keys.where(F.col(NODE).isNotNull()), components)
     per_product = (
         rows.where(F.col("product_id").isNotNull())
-        .groupBy(f"{_P}comp", "product_id")
+        .groupBy(COMP, "product_id")
         .agg(F.count(F.lit(1)).alias("sig_dup_product_copies"))
     )
-    from pyspark.sql import Window
-
     half = cfg.burst_window_days // 2
     per_day = (
-        rows.where(F.col("product_id").isNotNull() & F.col(f"{_P}day").isNotNull())
-        .groupBy(f"{_P}comp", "product_id", f"{_P}day")
-        .agg(F.count(F.lit(1)).alias(f"{_P}c"))
-        .withColumn(f"{_P}d", F.datediff(F.col(f"{_P}day"), F.lit("1970-01-01")))
+        rows.where(F.col("product_id").isNotNull() & F.col(DAY).isNotNull())
+        .groupBy(COMP, "product_id", DAY)
+        .agg(F.count(F.lit(1)).alias(_col("copies")))
+        .withColumn(_col("day_number"), _day_number(F.col(DAY)))
     )
-    w = Window.partitionBy(f"{_P}comp", "product_id").orderBy(f"{_P}d").rangeBetween(-half, half)
+    window = Window.partitionBy(COMP, "product_id").orderBy(_col("day_number")).rangeBetween(-half, half)
     per_window = per_day.select(
-        f"{_P}comp", "product_id", f"{_P}day", F.sum(f"{_P}c").over(w).alias("sig_dup_product_window_copies")
+        COMP, "product_id", DAY, F.sum(_col("copies")).over(window).alias("sig_dup_product_window_copies")
     )
-    stats = (
-        rows.groupBy(f"{_P}comp")
-        .agg(
-            F.count(F.lit(1)).alias("sig_dup_cluster_size"),
-            F.countDistinct("reviewer_id").alias(f"{_P}cr"),
-            F.countDistinct("product_id").alias(f"{_P}cp"),
-        )
-        .select(
-            f"{_P}comp",
-            "sig_dup_cluster_size",
-            _nonzero(F.col(f"{_P}cr")).alias("sig_dup_cluster_reviewers"),
-            _nonzero(F.col(f"{_P}cp")).alias("sig_dup_cluster_products"),
-        )
+    cluster_stats = rows.groupBy(COMP).agg(
+        F.count(F.lit(1)).alias("sig_dup_cluster_size"),
+        F.countDistinct("reviewer_id").alias(_col("cluster_reviewers")),
+        F.countDistinct("product_id").alias(_col("cluster_products")),
     )
-    return comps, stats, per_product, per_window
+    clusters = cluster_stats.select(
+        COMP,
+        "sig_dup_cluster_size",
+        R.nonzero(F.col(_col("cluster_reviewers"))).alias("sig_dup_cluster_reviewers"),
+        R.nonzero(F.col(_col("cluster_products"))).alias("sig_dup_cluster_products"),
+    )
+    return components, clusters, per_product, per_window
 
 
-def _with_component(rows: DataFrame, comps: DataFrame | None) -> DataFrame:
-    """Component id of each row: its near-duplicate component, else its own text hash."""
-    if comps is None:
-        return rows.withColumn(f"{_P}comp", F.col(f"{_P}node"))
-    return rows.join(comps, on=f"{_P}node", how="left").withColumn(
-        f"{_P}comp", F.coalesce(F.col(f"{_P}comp"), F.col(f"{_P}node"))
-    )
+# --------------------------------------------------------------------------- supervised score
 
 
-# --------------------------------------------------------------------------- risks and score
-
-
-def risk_columns(cfg: FraudConfig) -> dict[str, tuple[Column, Column]]:
-    """Per risk name: (risk in [0, 1] or null, reason text), built from ``sig_*`` columns
-    with the transforms documented in :mod:`ecomine.derived.fraud_rules`."""
-    c = F.col
-    t = R.REASON_TEMPLATES
-    rating = c(f"{_P}rating")
-
-    dup_copies = F.when(
-        c("sig_dup_cluster_size").isNotNull(),
-        F.coalesce(
-            F.greatest(_nonzero(c("sig_dup_cluster_reviewers")), _nonzero(c("sig_dup_cluster_products"))),
-            c("sig_dup_cluster_size"),
-        ),
-    )
-    spread = _ramp(dup_copies, 1, cfg.duplicate_copies_hi) * _ramp(
-        c(f"{_P}wlen"), cfg.duplicate_len_lo, cfg.duplicate_len_hi
-    )
-    pile_copies = F.coalesce(c("sig_dup_product_window_copies"), c("sig_dup_product_copies"))
-    pile = _ramp(pile_copies, cfg.product_copies_lo, cfg.product_copies_hi) * _ramp(
-        c(f"{_P}wlen"), cfg.product_copies_len_lo, cfg.product_copies_len_hi
-    )
-    dup_risk = F.when(spread.isNotNull(), F.greatest(spread, pile))  # greatest skips a null pile
-    dup_text = (
-        F.when(
-            c("sig_dup_cluster_reviewers") > 0,
-            F.format_string(t["duplicate_reviewers"], c("sig_dup_cluster_size"), c("sig_dup_cluster_reviewers")),
-        )
-        .when(
-            c("sig_dup_cluster_products") > 0,
-            F.format_string(t["duplicate_products"], c("sig_dup_cluster_size"), c("sig_dup_cluster_products")),
-        )
-        .otherwise(F.format_string(t["duplicate"], c("sig_dup_cluster_size")))
-    )
-
-    disagree_text = F.when(rating >= 3, F.format_string(t["disagreement_high"], rating, c(f"{_P}p"))).otherwise(
-        F.format_string(t["disagreement_low"], rating, F.when(rating == 1, "").otherwise("s"), c(f"{_P}p"))
-    )
-
-    trust = F.when(c("sig_reviewer_deflated_share").isNull(), F.lit(1.0)).otherwise(
-        F.lit(1.0) - _ramp(c("sig_reviewer_deflated_share"), cfg.scale_confusion_lo, cfg.scale_confusion_hi)
-    )
-    others = c("sig_product_consensus_n")
-    dev_risk = F.when(
-        c("sig_rating_deviation").isNotNull() & (others > 0),
-        _ramp(c("sig_rating_deviation"), cfg.deviation_lo, cfg.deviation_hi)
-        * F.least(others / F.lit(float(cfg.deviation_full_others)), F.lit(1.0)),
-    )
-
-    # burst direction: share of the room left on the scale that the window's shift closes
-    # in this review's direction (fraud_rules.burst_headroom_share)
-    shift, other = c("sig_product_window_rating_shift"), c("sig_product_other_days_rating")
-    floor = F.lit(cfg.burst_min_headroom)
-    aligned = (
-        F.when(rating >= 4, shift / F.greatest(F.lit(5.0) - other, floor))
-        .when(rating <= 2, -shift / F.greatest(other - F.lit(1.0), floor))
-        .otherwise(F.lit(0.0))
-    )
-    direction = F.when(shift.isNull() | other.isNull() | rating.isNull(), F.lit(1.0)).otherwise(
-        F.lit(cfg.burst_flat_factor)
-        + F.lit(1.0 - cfg.burst_flat_factor) * _ramp(aligned, cfg.burst_shift_lo, cfg.burst_shift_hi)
-    )
-    burst_risk = _ramp(c("sig_product_burst_z"), cfg.burst_z_lo, cfg.burst_z_hi) * direction
-
-    extremes_risk = F.when(
-        c("sig_reviewer_extreme_share").isNotNull(),
-        _ramp(c("sig_reviewer_extreme_share"), cfg.extreme_share_lo, 1.0)
-        * _ramp(c("sig_reviewer_rated"), cfg.extreme_min_rated, cfg.extreme_full_rated),
-    )
-    extremes_text = F.format_string(
-        t["reviewer_extremes"],
-        F.round(c("sig_reviewer_extreme_share") * c("sig_reviewer_rated")).cast("long"),
-        c("sig_reviewer_rated"),
-    )
-
-    consensus_risk = F.when(
-        c("sig_reviewer_consensus_dev").isNotNull() & (c("sig_reviewer_consensus_n") > 0),
-        _ramp(c("sig_reviewer_consensus_dev"), cfg.consensus_lo, cfg.consensus_hi)
-        * F.least(c("sig_reviewer_consensus_n") / F.lit(float(cfg.consensus_full_reviews)), F.lit(1.0)),
-    )
-
-    single = c("sig_reviewer_single_product")
-    single_risk = F.when(
-        single.isNotNull() & c("sig_reviewer_reviews").isNotNull(),
-        F.when(single & (c("sig_reviewer_reviews") >= cfg.single_product_min_reviews), F.lit(1.0)).otherwise(
-            F.lit(0.0)
-        ),
-    )
-
-    shouting_risk = F.greatest(
-        _ramp(c("sig_exclamations"), cfg.exclamation_lo, cfg.exclamation_hi),
-        _flag_risk(c("sig_repeated_chars")),
-        _ramp(c("sig_caps_share"), cfg.caps_lo, cfg.caps_hi),
-    )
-
-    return {
-        "duplicate": (dup_risk, dup_text),
-        "disagreement": (
-            _ramp(c("sig_rating_text_gap"), cfg.disagreement_lo, cfg.disagreement_hi)
-            * F.when(rating <= 2, F.lit(cfg.disagreement_low_factor)).otherwise(F.lit(1.0))
-            * trust,
-            disagree_text,
-        ),
-        "product_burst": (
-            burst_risk,
-            F.format_string(
-                t["product_burst"],
-                c("sig_product_day_reviews"),
-                c("sig_product_window_reviews"),
-                F.lit(cfg.burst_window_days),
-                c("sig_product_expected_daily"),
-            ),
-        ),
-        "reviewer_inflated": (
-            F.when(
-                c("sig_reviewer_inflated_share").isNotNull(),
-                _ramp(c("sig_reviewer_inflated_share"), cfg.inflated_share_lo, cfg.inflated_share_hi)
-                * _ramp(c("sig_reviewer_scored"), cfg.inflated_min_scored, cfg.inflated_full_scored)
-                * trust,
-            ),
-            F.format_string(
-                t["reviewer_inflated"],
-                F.round(c("sig_reviewer_inflated_share") * c("sig_reviewer_scored")).cast("long"),
-                c("sig_reviewer_scored"),
-            ),
-        ),
-        "coordinated_inflation": (
-            F.when(
-                c("sig_product_inflating_reviewers").isNotNull() & c("sig_rating_text_gap").isNotNull(),
-                F.when(
-                    c("reviewer_id").isNotNull() & (rating >= 4) & (c("sig_rating_text_gap") >= cfg.disagreement_lo),
-                    _ramp(c("sig_product_inflating_reviewers"), cfg.coordinated_lo, cfg.coordinated_hi),
-                ).otherwise(F.lit(0.0)),
-            ),
-            F.format_string(t["coordinated_inflation"], c("sig_product_inflating_reviewers")),
-        ),
-        "reviewer_extremes": (extremes_risk, extremes_text),
-        "reviewer_consensus": (
-            consensus_risk,
-            F.format_string(t["reviewer_consensus"], c("sig_reviewer_consensus_dev")),
-        ),
-        "reviewer_burst": (
-            _ramp(c("sig_reviewer_max_per_day"), cfg.reviewer_burst_lo, cfg.reviewer_burst_hi),
-            F.format_string(t["reviewer_burst"], c("sig_reviewer_max_per_day")),
-        ),
-        "rating_deviation": (
-            dev_risk,
-            F.format_string(t["rating_deviation"], rating, c("sig_product_consensus")),
-        ),
-        "single_product_account": (
-            single_risk,
-            F.format_string(t["single_product_account"], c("sig_reviewer_reviews")),
-        ),
-        "contact": (_flag_risk(c("sig_contact")), F.lit(t["contact"])),
-        "url": (_flag_risk(c("sig_url")), F.lit(t["url"])),
-        "generic_praise": (_flag_risk(c("sig_generic_praise")), F.lit(t["generic_praise"])),
-        "shouting": (shouting_risk, F.lit(t["shouting"])),
-    }
-
-
-def _with_rules_score(b: DataFrame, cfg: FraudConfig) -> DataFrame:
-    risks = risk_columns(cfg)
-    b = b.withColumns({f"{_P}risk_{name}": risk for name, (risk, _) in risks.items()})
-    keep = reduce(
-        lambda acc, name: (
-            acc * (F.lit(1.0) - F.lit(cfg.weight(name)) * F.coalesce(F.col(f"{_P}risk_{name}"), F.lit(0.0)))
-        ),
-        R.RISKS,
-        F.lit(1.0),
-    )
-    items = [
-        F.struct(
-            (F.lit(cfg.weight(name)) * F.col(f"{_P}risk_{name}")).alias("c"),
-            F.lit(-i).alias("o"),
-            F.lit(name).alias("code"),
-            risks[name][1].alias("t"),
-        )
-        for i, name in enumerate(R.RISKS)
-    ]
-    ranked = F.slice(
-        F.sort_array(F.filter(F.array(*items), lambda x: x["c"] >= cfg.reason_min_contribution), asc=False),
-        1,
-        cfg.max_reasons,
-    )
-    b = b.withColumn(f"{_P}ranked", ranked)
-    return b.withColumns(
-        {
-            "fraud_score": F.lit(1.0) - keep,
-            "fraud_reasons": F.transform(F.col(f"{_P}ranked"), lambda x: x["t"]),
-            "fraud_reason_codes": F.transform(F.col(f"{_P}ranked"), lambda x: x["code"]),
-        }
-    )
-
-
-def _with_supervised_score(b: DataFrame, cfg: FraudConfig) -> DataFrame:
-    """Logistic regression (Spark ML) of the label on the risks (missing risk -> 0) plus
-    two availability indicators; fitted on rows whose label is not null, applied to all."""
-    from pyspark.ml.classification import LogisticRegression
-    from pyspark.ml.feature import VectorAssembler
-    from pyspark.ml.functions import vector_to_array
-
-    label = cfg.label_column
-    assert label is not None  # FraudConfig enforces it when supervised
-    if label not in b.columns:
-        raise SchemaError(f"fraud.label_column {label!r} is not a column of the reviews; they have {sorted(b.columns)}")
-    y = F.col(label).cast("double")
-    feats = [f"{_P}x_{name}" for name in R.RISKS] + [f"{_P}x_has_reviewer", f"{_P}x_has_time"]
-    b = b.withColumns(
-        {
-            **{f"{_P}x_{name}": F.coalesce(F.col(f"{_P}risk_{name}"), F.lit(0.0)) for name in R.RISKS},
-            f"{_P}x_has_reviewer": F.col("reviewer_id").isNotNull().cast("double"),
-            f"{_P}x_has_time": F.col(f"{_P}day").isNotNull().cast("double"),
-            f"{_P}y": y,
-        }
-    )
+def _label_counts(frame: DataFrame, label: str, cfg: FraudConfig) -> tuple[int, int]:
+    """(genuine, fraud) labelled rows; a DataError for labels other than 0/1 or too few of a class."""
     counts = {
         row[0]: row[1]
-        for row in b.where(F.col(label).isNotNull()).groupBy(F.col(f"{_P}y")).count().collect()  # <= 3 rows
+        for row in frame.where(F.col(label).isNotNull()).groupBy(F.col(_col("y"))).count().collect()  # <= 3 rows
     }
-    bad = {k: v for k, v in counts.items() if k not in (0.0, 1.0)}
+    bad = {value: n for value, n in counts.items() if value not in (0.0, 1.0)}
     if bad:
         raise DataError(f"fraud label column {label!r} must hold 0/1 (or true/false); found values {bad}")
-    n0, n1 = counts.get(0.0, 0), counts.get(1.0, 0)
-    if min(n0, n1) < cfg.supervised_min_per_class:
+    genuine, fraud = counts.get(0.0, 0), counts.get(1.0, 0)
+    if min(genuine, fraud) < cfg.supervised_min_per_class:
         raise DataError(
-            f"fraud label column {label!r} has {n1} fraud and {n0} genuine labelled rows; "
+            f"fraud label column {label!r} has {fraud} fraud and {genuine} genuine labelled rows; "
             f"supervised scoring needs at least {cfg.supervised_min_per_class} of each"
         )
-    assembled = VectorAssembler(inputCols=feats, outputCol=f"{_P}features").transform(b)
+    return genuine, fraud
+
+
+def _with_supervised_score(scored: DataFrame, cfg: FraudConfig) -> DataFrame:
+    """Logistic regression (Spark ML) of the label on the risks (missing risk -> 0) plus
+    two availability indicators; fitted on rows whose label is not null, applied to all."""
+    label = cfg.label_column
+    assert label is not None  # FraudConfig enforces it when supervised
+    if label not in scored.columns:
+        raise SchemaError(
+            f"fraud.label_column {label!r} is not a column of the reviews; they have {sorted(scored.columns)}"
+        )
+    features = [_col(f"x_{name}") for name in R.RISKS] + [_col("x_has_reviewer"), _col("x_has_time")]
+    frame = scored.withColumns(
+        {
+            **{_col(f"x_{name}"): F.coalesce(F.col(R.risk_column(name)), F.lit(0.0)) for name in R.RISKS},
+            _col("x_has_reviewer"): F.col("reviewer_id").isNotNull().cast("double"),
+            _col("x_has_time"): F.col(DAY).isNotNull().cast("double"),
+            _col("y"): F.col(label).cast("double"),
+        }
+    )
+    genuine, fraud = _label_counts(frame, label, cfg)
+    assembled = VectorAssembler(inputCols=features, outputCol=_col("features")).transform(frame)
     # materialise the training rows once: the optimiser runs one Spark job per iteration,
     # and each would otherwise re-evaluate every join above
-    train = assembled.where(F.col(f"{_P}y").isNotNull()).select(f"{_P}features", f"{_P}y").localCheckpoint()
-    lr = LogisticRegression(
-        featuresCol=f"{_P}features",
-        labelCol=f"{_P}y",
-        probabilityCol=f"{_P}prob",
-        rawPredictionCol=f"{_P}raw",
-        predictionCol=f"{_P}pred",
+    train = assembled.where(F.col(_col("y")).isNotNull()).select(_col("features"), _col("y")).localCheckpoint()
+    regression = LogisticRegression(
+        featuresCol=_col("features"),
+        labelCol=_col("y"),
+        probabilityCol=_col("prob"),
+        rawPredictionCol=_col("raw"),
+        predictionCol=_col("pred"),
         regParam=cfg.supervised_reg,
         elasticNetParam=0.0,
         maxIter=100,
     )
-    model = lr.fit(train)
+    model = regression.fit(train)
     log.info(
         "supervised fraud score: %d fraud / %d genuine labels; coefficients %s, intercept %.3f",
-        n1,
-        n0,
-        dict(zip(feats, (round(v, 3) for v in model.coefficients.toArray()))),
+        fraud,
+        genuine,
+        dict(zip(features, (round(v, 3) for v in model.coefficients.toArray()))),
         model.intercept,
     )
-    scored = model.transform(assembled)
-    return scored.withColumns(
+    return model.transform(assembled).withColumns(
         {
             "fraud_score_rules": F.col("fraud_score"),
-            "fraud_score": vector_to_array(F.col(f"{_P}prob"))[1],
+            "fraud_score": vector_to_array(F.col(_col("prob")))[1],
         }
     )
 
 
 # --------------------------------------------------------------------------- public API
+
+
+def _checked_input(df: DataFrame) -> DataFrame:
+    """The input without fraud columns of an earlier run; a SchemaError for missing
+    columns or columns with the reserved prefix."""
+    _require(df, REQUIRED_COLUMNS, "fraud input")
+    stale = [name for name in df.columns if name in SIGNAL_COLUMNS or name in OUTPUT_COLUMNS]
+    if stale:
+        log.info("replacing existing fraud columns %s", stale)
+        df = df.drop(*stale)
+    clash = [name for name in df.columns if name.startswith(PREFIX)]
+    if clash:
+        raise SchemaError(f"fraud input has columns {clash} with the reserved prefix {PREFIX!r}")
+    return df
 
 
 def with_fraud_signals(df: DataFrame, cfg: FraudConfig | None = None) -> DataFrame:
@@ -771,63 +579,60 @@ def with_fraud_signals(df: DataFrame, cfg: FraudConfig | None = None) -> DataFra
     Output columns the input already has (a rerun) are replaced.
     """
     cfg = cfg or FraudConfig()
-    _require(df, REQUIRED_COLUMNS, "fraud input")
-    stale = [col for col in df.columns if col in SIGNAL_COLUMNS or col in OUTPUT_COLUMNS]
-    if stale:
-        log.info("replacing existing fraud columns %s", stale)
-        df = df.drop(*stale)
-    clash = [col for col in df.columns if col.startswith(_P)]
-    if clash:
-        raise SchemaError(f"fraud input has columns {clash} with the reserved prefix {_P!r}")
-    keep_cols = list(df.columns)
-    b = _prepare(df, cfg)
-    k = _key_frame(b)
-    ps, prs = _consensus_tables(k)
-    rv, per_day = _reviewer_tables(k, ps, prs, cfg)
-    days = _product_burst_table(k, cfg)
-    inflating = _product_inflation_table(k, cfg)
-    comps, clusters, product_copies, window_copies = _duplicate_tables(b, k, cfg)
-    b = _join_consensus(b, ps, prs)
-    b = b.join(rv, on="reviewer_id", how="left").join(per_day, on="reviewer_id", how="left")
-    b = b.join(days, on=["product_id", f"{_P}day"], how="left")
-    b = b.join(inflating, on="product_id", how="left").withColumn(
+    df = _checked_input(df)
+    input_columns = list(df.columns)
+    reviews = _prepare(df, cfg)
+    keys = _key_frame(reviews)
+    product_ratings, own_ratings = _consensus_tables(keys)
+    reviewers, busiest_day = _reviewer_tables(keys, product_ratings, own_ratings, cfg)
+    product_days = _product_burst_table(keys, cfg)
+    inflating = _product_inflation_table(keys, cfg)
+    components, clusters, product_copies, window_copies = _duplicate_tables(reviews, keys, cfg)
+    out = _join_consensus(reviews, product_ratings, own_ratings)
+    out = out.join(reviewers, on="reviewer_id", how="left").join(busiest_day, on="reviewer_id", how="left")
+    out = out.join(product_days, on=["product_id", DAY], how="left")
+    out = out.join(inflating, on="product_id", how="left").withColumn(
         "sig_product_inflating_reviewers",
-        F.when(F.col("product_id").isNotNull(), F.coalesce(F.col(f"{_P}inflating"), F.lit(0))),
+        F.when(F.col("product_id").isNotNull(), F.coalesce(F.col(_col("inflating")), F.lit(0))),
     )
-    b = _with_component(b, comps).join(clusters, on=f"{_P}comp", how="left")
-    b = b.join(product_copies, on=[f"{_P}comp", "product_id"], how="left")
-    b = b.join(window_copies, on=[f"{_P}comp", "product_id", f"{_P}day"], how="left")
-    b = _with_rules_score(b, cfg)
+    out = _with_component(out, components).join(clusters, on=COMP, how="left")
+    out = out.join(product_copies, on=[COMP, "product_id"], how="left")
+    out = out.join(window_copies, on=[COMP, "product_id", DAY], how="left")
+    out = R.with_rules_score(out, cfg)
     extra = ["fraud_score", "fraud_reasons", "fraud_reason_codes"]
     if cfg.supervised:
-        b = _with_supervised_score(b, cfg)
+        out = _with_supervised_score(out, cfg)
         extra.append("fraud_score_rules")
-    return b.select(*keep_cols, *SIGNAL_COLUMNS, *extra)
+    return out.select(*input_columns, *SIGNAL_COLUMNS, *extra)
 
 
-def _top_codes(df: DataFrame, key: str, k: int) -> DataFrame:
-    """Per key: the k most frequent reason codes as 'code (n)', most frequent first."""
+# --------------------------------------------------------------------------- aggregates
+
+
+def _top_codes(df: DataFrame, key: str, top_k: int) -> DataFrame:
+    """Per key: the ``top_k`` most frequent reason codes as 'code (n)', most frequent first."""
     counts = (
         df.select(key, F.explode("fraud_reason_codes").alias("code"))
         .groupBy(key, "code")
         .agg(F.count(F.lit(1)).alias("n"))
     )
     ranked = counts.groupBy(key).agg(
-        F.sort_array(F.collect_list(F.struct((-F.col("n")).alias("neg"), "code"))).alias("r")
+        F.sort_array(F.collect_list(F.struct((-F.col("n")).alias("neg"), "code"))).alias("ranked")
     )
     return ranked.select(
         key,
         F.transform(
-            F.slice("r", 1, k), lambda x: F.concat(x["code"], F.lit(" ("), (-x["neg"]).cast("string"), F.lit(")"))
+            F.slice("ranked", 1, top_k),
+            lambda item: F.concat(item["code"], F.lit(" ("), (-item["neg"]).cast("string"), F.lit(")")),
         ).alias("top_reasons"),
     )
 
 
-def _risk_aggregate(df: DataFrame, key: str, threshold: float, k: int, extra: list[Column]) -> DataFrame:
+def _risk_aggregate(df: DataFrame, key: str, threshold: float, top_k: int, extra: list[Column]) -> DataFrame:
     _require(df, [key, "product_id", "reviewer_id", "rating", "fraud_score", "fraud_reason_codes"], "fraud scores")
     known = df.where(F.col(key).isNotNull())
     flagged = F.col("fraud_score") >= threshold
-    agg = known.groupBy(key).agg(
+    aggregated = known.groupBy(key).agg(
         F.count(F.lit(1)).alias("reviews"),
         F.avg("fraud_score").alias("mean_fraud_score"),
         F.max("fraud_score").alias("max_fraud_score"),
@@ -835,7 +640,7 @@ def _risk_aggregate(df: DataFrame, key: str, threshold: float, k: int, extra: li
         F.avg(flagged.cast("double")).alias("share_flagged"),
         *extra,
     )
-    out = agg.join(_top_codes(known, key, k), on=key, how="left")
+    out = aggregated.join(_top_codes(known, key, top_k), on=key, how="left")
     return out.withColumn("top_reasons", F.coalesce(F.col("top_reasons"), F.array().cast("array<string>")))
 
 
@@ -843,10 +648,10 @@ def reviewer_risk(df_with_fraud: DataFrame, threshold: float = FraudConfig.flag_
     """One row per known reviewer_id: reviews, mean/max fraud_score, reviews and share
     at or above ``threshold`` (flagged), the reviewer signals, and the ``top_k`` most
     frequent reason codes as 'code (n)'. Rows without reviewer_id are left out."""
-    r = F.col("rating").cast("double")
+    rating = F.col("rating").cast("double")
     extra = [
         F.countDistinct("product_id").alias("products"),
-        F.avg(F.when(r.between(1, 5), r)).alias("mean_rating"),
+        F.avg(F.when(rating.between(1, 5), rating)).alias("mean_rating"),
         F.max("sig_reviewer_extreme_share").alias("extreme_share"),
         F.max("sig_reviewer_max_per_day").alias("max_reviews_per_day"),
         F.max("sig_reviewer_consensus_dev").alias("consensus_dev"),
@@ -860,8 +665,8 @@ def product_risk(df_with_fraud: DataFrame, threshold: float = FraudConfig.flag_t
     reviews and over reviews below ``threshold`` (what the rating would be without the
     flagged ones), mean/max fraud_score, flagged reviews and share, the busiest day and
     its burst z-score, and the ``top_k`` most frequent reason codes."""
-    r = F.col("rating").cast("double")
-    valid = F.when(r.between(1, 5), r)
+    rating = F.col("rating").cast("double")
+    valid = F.when(rating.between(1, 5), rating)
     extra = [
         F.countDistinct("reviewer_id").alias("reviewers"),
         F.avg(valid).alias("mean_rating"),

@@ -1,75 +1,88 @@
-"""Pure rules behind ecomine's fraud signals (no pyspark; unit-tested without a JVM).
+"""What each fraud signal is: one declaration per rule, from which the Spark columns are built.
 
-`ecomine.derived.fraud` computes raw signal columns (``sig_*``) in Spark and turns them into a
-score with native column expressions. This module is the single written-down version
-of everything in that chain that is not a Spark join or aggregate:
+:mod:`ecomine.derived.fraud` computes the raw ``sig_*`` columns (joins, aggregates,
+duplicate clusters) and hands every row to this module, which holds each formula once,
+as a Spark column expression:
 
-* the regular expressions for content cues (written in the subset of syntax that
-  Python ``re`` and Java ``java.util.regex`` read the same way, so Spark's ``rlike``
-  and the Python twins below agree: ASCII classes such as ``[0-9]`` instead of ``\\d``);
-* the fixed risk transforms that map each raw signal to a risk in [0, 1];
-* the noisy-OR combination of risks into ``fraud_score``;
-* the reason texts (printf templates that Python ``%`` and Spark ``format_string`` both
-  render) and how the top reasons are chosen;
-* :class:`FraudConfig`, the frozen dataclass holding every threshold and weight.
+* the per-row inputs: a valid rating and ``p_positive``, the rating/text gap, which
+  reviews are inflated or deflated, and the content cues read from the text (links,
+  contact details, generic praise, shouting) with their regular expressions;
+* the matching form of a text for duplicate detection (:func:`matching_text`,
+  :func:`weighted_length`, :func:`shingles`): the Spark forms of
+  :func:`ecomine.text.normalize_for_matching` and its neighbours, built from the same
+  patterns;
+* :data:`RULES`: one :class:`Rule` per risk, naming the columns it reads, the
+  :class:`~ecomine.config.FraudConfig` thresholds it reads, its risk formula (a value in
+  [0, 1] or null) and its reason text. Its weight is ``cfg.weight(rule.name)`` (defaults
+  in :data:`ecomine.config.FRAUD_DEFAULT_WEIGHTS`);
+* :func:`with_rules_score`: the noisy-OR of the weighted risks into ``fraud_score`` and
+  the strongest reasons.
 
-The Spark code in :mod:`ecomine.derived.fraud` builds its expressions from the same constants
-and config fields, and the Spark tests check both sides on hand-computed values.
-
-The risk transforms are hand-set, documented guesses of how suspicious a raw value
-is, not fitted probabilities; see ``docs/fraud.md``.
+A rule's formula sees only the columns and thresholds it declares (anything else is a
+``KeyError`` when the columns are built), so the declaration cannot fall behind the
+formula. The risk transforms are hand-set, documented guesses of how suspicious a raw
+value is, not fitted probabilities; see ``docs/fraud.md``.
 """
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import reduce
+from types import MappingProxyType
 
-from ecomine.errors import ConfigError
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
 
-# --------------------------------------------------------------------------- signals
+from ecomine import text as textlib
+from ecomine.config import FraudConfig
+from ecomine.errors import SchemaError
 
-#: Every risk that enters the combination, in a fixed order (also the order of ties
-#: between equally strong reasons).
-RISKS: tuple[str, ...] = (
-    "duplicate",
-    "disagreement",
-    "product_burst",
-    "reviewer_inflated",
-    "coordinated_inflation",
-    "reviewer_extremes",
-    "reviewer_consensus",
-    "reviewer_burst",
-    "rating_deviation",
-    "single_product_account",
-    "contact",
-    "url",
-    "generic_praise",
-    "shouting",
-)
+__all__ = [
+    "EMAIL_PATTERN",
+    "EXCLAMATION_PATTERN",
+    "MESSENGER_PATTERN",
+    "PHONE_PATTERN",
+    "PRAISE_PATTERN",
+    "P_POSITIVE",
+    "PREFIX",
+    "RATING",
+    "REPEAT_PATTERN",
+    "RISKS",
+    "RULES",
+    "Rule",
+    "URL_PATTERN",
+    "WEIGHTED_LENGTH",
+    "flag_risk",
+    "internal_link_pattern",
+    "is_deflated",
+    "is_inflated",
+    "matching_text",
+    "mostly_han",
+    "nonzero",
+    "ramp",
+    "rating_text_gap",
+    "risk_column",
+    "risk_columns",
+    "rule_columns",
+    "shingles",
+    "text_cue_columns",
+    "valid_probability",
+    "valid_rating",
+    "weighted_length",
+    "with_rules_score",
+]
 
-#: Maximum probability each risk alone contributes to the noisy-OR (see ``combine_noisy_or``).
-DEFAULT_WEIGHTS: dict[str, float] = {
-    "duplicate": 0.98,
-    "disagreement": 0.8,
-    "product_burst": 0.98,
-    "reviewer_inflated": 0.6,
-    "coordinated_inflation": 0.5,
-    "reviewer_extremes": 0.5,
-    "reviewer_consensus": 0.6,
-    "reviewer_burst": 0.5,
-    "rating_deviation": 0.25,
-    "single_product_account": 0.3,
-    "contact": 0.8,
-    "url": 0.4,
-    "generic_praise": 0.3,
-    "shouting": 0.2,
-}
+#: Prefix of the fraud job's internal columns (all dropped before it returns).
+PREFIX = "_fr_"
+#: Internal input columns the rules read besides ``sig_*`` and ``reviewer_id``.
+RATING = f"{PREFIX}rating"  # the star rating 1-5 as int, null when not a valid rating
+P_POSITIVE = f"{PREFIX}p"  # p_positive when it lies in [0, 1], else null
+WEIGHTED_LENGTH = f"{PREFIX}wlen"  # weighted_length of the matching text
 
 # --------------------------------------------------------------------------- regexes
-# Shared by Python (re) and Spark (Java regex). Keep to the common syntax.
+# Java regex syntax (Spark's rlike / regexp_replace).
 
 #: Links: a scheme or www., or a bare domain with a common TLD.
 URL_PATTERN = (
@@ -101,22 +114,7 @@ PRAISE_PATTERN = (
 REPEAT_PATTERN = r"([^0-9\s])\1{3,}"
 #: Exclamation marks, ASCII and full-width.
 EXCLAMATION_PATTERN = r"[!！]"
-#: Ideographs (CJK unified + extension A + compatibility), as in ecomine.text.
-HAN_PATTERN = r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]"
-#: What text normalisation removes: anything that is not a letter or digit. Spark
-#: uses the Java form, Python the ``re`` form (``\\W`` is Unicode-aware there).
-NON_WORD_JAVA = r"[^\p{L}\p{N}]+"
-NON_WORD_PY = r"[\W_]+"
-
-_URL = re.compile(URL_PATTERN)
-_EMAIL = re.compile(EMAIL_PATTERN)
-_PHONE = re.compile(PHONE_PATTERN)
-_MESSENGER = re.compile(MESSENGER_PATTERN)
-_PRAISE = re.compile(PRAISE_PATTERN)
-_REPEAT = re.compile(REPEAT_PATTERN)
-_EXCL = re.compile(EXCLAMATION_PATTERN)
-_HAN = re.compile(HAN_PATTERN)
-_NON_WORD = re.compile(NON_WORD_PY)
+_NOT_HAN = "[^" + textlib.HAN_CLASS[1:]
 
 
 def internal_link_pattern(domains: Sequence[str]) -> str | None:
@@ -124,560 +122,536 @@ def internal_link_pattern(domains: Sequence[str]) -> str | None:
     cue is tested, so a review linking to the product page is not flagged); None if none."""
     if not domains:
         return None
-    alts = "|".join(re.escape(d.lower()) for d in domains)
-    return rf"(?i)(?:https?://)?(?:[a-z0-9-]+\.)*(?:{alts})(?:/[^\s<>\"']*)?"
-
-
-def has_url(text: str | None, internal_domains: Sequence[str] = ()) -> bool | None:
-    """True when the text links outside the marketplace (None for a null text)."""
-    if text is None:
-        return None
-    pat = internal_link_pattern(internal_domains)
-    if pat:
-        text = re.sub(pat, " ", text)
-    return _URL.search(text) is not None
-
-
-def has_contact(text: str | None) -> bool | None:
-    """True when the text carries an email, a phone number or a messenger id."""
-    if text is None:
-        return None
-    return any(p.search(text) is not None for p in (_EMAIL, _PHONE, _MESSENGER))
-
-
-def normalize_text(text: str | None) -> str | None:
-    """Lower-case, every run of non-letters/digits to one space, trimmed (Python twin of
-    the Spark normalisation used for duplicate detection)."""
-    if text is None:
-        return None
-    return _NON_WORD.sub(" ", text.lower()).strip()
-
-
-def han_count(text: str | None) -> int | None:
-    if text is None:
-        return None
-    return len(_HAN.findall(text))
-
-
-def weighted_length(normalized: str | None) -> int | None:
-    """Length of a normalised text where each ideograph counts 3 (an ideograph carries
-    about as much as a short English word): used to discount very short texts."""
-    if normalized is None:
-        return None
-    return len(normalized) + 2 * len(_HAN.findall(normalized))
-
-
-def is_generic_praise(text: str | None, max_weighted_chars: int) -> bool | None:
-    """Very short text that contains generic praise vocabulary."""
-    if text is None:
-        return None
-    wl = weighted_length(normalize_text(text)) or 0
-    return 0 < wl <= max_weighted_chars and _PRAISE.search(text) is not None
-
-
-def exclamation_count(text: str | None) -> int | None:
-    if text is None:
-        return None
-    return len(_EXCL.findall(text))
-
-
-def has_repeated_chars(text: str | None) -> bool | None:
-    if text is None:
-        return None
-    return _REPEAT.search(text) is not None
-
-
-def caps_share(text: str | None, min_letters: int) -> float | None:
-    """Share of upper-case among ASCII letters; None below ``min_letters`` letters."""
-    if text is None:
-        return None
-    letters = sum(1 for c in text if "A" <= c <= "Z" or "a" <= c <= "z")
-    if letters < min_letters:
-        return None
-    return sum(1 for c in text if "A" <= c <= "Z") / letters
-
-
-# --------------------------------------------------------------------------- config
-
-
-@dataclass(frozen=True)
-class FraudConfig:
-    """Every threshold and weight of the fraud signals (each explained in docs/fraud.md).
-    Field types are those the project's config loader understands (int, float, str,
-    bool, tuple, dict, optional)."""
-
-    # rating vs text: gap = |(rating - 1) / 4 - p_positive|; risk ramps from lo to hi
-    disagreement_lo: float = 0.5
-    disagreement_hi: float = 0.9
-    # a low rating on a text that reads positive is mostly a scale mix-up, not fraud
-    disagreement_low_factor: float = 0.4
-    # rating vs the product's consensus (mean rating of the other reviewers)
-    deviation_lo: float = 1.5
-    deviation_hi: float = 3.0
-    deviation_full_others: int = 5  # other ratings needed for full confidence in the consensus
-    # near-duplicate texts
-    shingle_chars: int = 5  # character shingle length for alphabetic texts
-    shingle_chars_cjk: int = 2  # ... and for texts that are mostly ideographs
-    hash_features: int = 1 << 18  # HashingTF width of the shingle vectors
-    minhash_bands: int = 8  # LSH bands (0 = exact duplicates only, no MinHash)
-    minhash_rows: int = 3  # MinHash values per band (numHashTables = bands * rows)
-    minhash_seed: int = 20251128
-    jaccard_threshold: float = 0.6  # shingle Jaccard similarity that makes two texts near-duplicates
-    max_bucket_size: int = 2000  # LSH buckets larger than this are skipped (bounds the pair count)
-    max_component_iterations: int = 20  # label-propagation rounds for duplicate clusters
-    duplicate_copies_hi: int = 6  # copies (distinct reviewers/products) at which duplicate risk saturates
-    duplicate_len_lo: int = 6  # weighted text length with no duplicate risk ("ok", "好评")
-    duplicate_len_hi: int = 30  # ... and with full duplicate risk
-    # the same text piling up on ONE product within a burst window is suspicious even
-    # when short (all-time copies on the product when there are no timestamps)
-    product_copies_lo: int = 1
-    product_copies_hi: int = 3
-    product_copies_len_lo: int = 2
-    product_copies_len_hi: int = 12
-    # reviewer behaviour
-    reviewer_burst_lo: int = 2  # reviews in one day with no risk
-    reviewer_burst_hi: int = 6
-    inflated_share_lo: float = 0.25  # share of a reviewer's reviews with 4-5 stars on a text that reads negative
-    inflated_share_hi: float = 0.75
-    inflated_min_scored: int = 1  # reviews with rating and p_positive: one proves nothing
-    inflated_full_scored: int = 3
-    # several accounts giving 4-5 stars to complaints on the same product: coordination
-    coordinated_lo: int = 1  # accounts with an inflated review on the product (1: only this one)
-    coordinated_hi: int = 3
-    # an account whose disagreements also go the other way (1-2 stars on praise) is
-    # confused about the scale, not paid: its disagreement and inflated risks shrink
-    # by ramp(share of such "deflated" reviews, scale_confusion_lo, scale_confusion_hi)
-    scale_confusion_lo: float = 0.1
-    scale_confusion_hi: float = 0.4
-    extreme_share_lo: float = 0.8
-    extreme_min_rated: int = 2  # rated reviews with no extremes risk (a 2-review account proves little)
-    extreme_full_rated: int = 8
-    consensus_lo: float = 1.5
-    consensus_hi: float = 3.0
-    consensus_full_reviews: int = 4  # reviews with a consensus needed for full confidence
-    single_product_min_reviews: int = 2  # a one-review account is the norm, not a risk
-    # product behaviour
-    burst_z_lo: float = 3.0
-    burst_z_hi: float = 10.0
-    burst_min_history_days: int = 5  # fewer active days: expected daily count is 1
-    burst_window_days: int = 7  # centred window for slower campaigns (odd: day +- window // 2)
-    burst_min_span_days: int = 30  # a product's span is at least this when its daily rate is estimated
-    # a burst whose ratings sit where the product's other days do (a promotion, a launch)
-    # keeps only burst_flat_factor of its risk; one whose window closes burst_shift_hi of
-    # the room between the product's other days and the end of the scale in this review's
-    # direction (5 stars for a 4-5 star review, 1 for a 1-2 star one), all of it
-    burst_shift_lo: float = 0.4
-    burst_shift_hi: float = 0.9
-    burst_flat_factor: float = 0.5
-    burst_min_headroom: float = 0.25  # stars; a product already at 4.9 still needs a real shift
-    # content cues
-    generic_max_chars: int = 45  # weighted length at or below which praise counts as "very short"
-    caps_min_letters: int = 12
-    caps_lo: float = 0.7
-    caps_hi: float = 0.95
-    exclamation_lo: int = 2
-    exclamation_hi: int = 6
-    internal_link_domains: tuple[str, ...] = ("amazon.com",)
-    # combination
-    weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
-    reason_min_contribution: float = 0.1  # weight * risk needed for a reason to be listed
-    max_reasons: int = 3
-    flag_threshold: float = 0.5  # fraud_score at or above which a review counts as flagged
-    # supervised combination (logistic regression on the risks) when labels exist
-    label_column: str | None = None
-    supervised: bool = False
-    supervised_reg: float = 0.01  # L2 strength of the logistic regression
-    supervised_min_per_class: int = 5
-
-    def __post_init__(self) -> None:
-        unknown = sorted(set(self.weights) - set(RISKS))
-        if unknown:
-            raise ConfigError(f"fraud.weights has unknown signals {unknown}; known: {list(RISKS)}")
-        bad = {k: v for k, v in self.weights.items() if not 0.0 <= float(v) <= 1.0}
-        if bad:
-            raise ConfigError(f"fraud.weights must lie in [0, 1], got {bad}")
-        pairs = [
-            ("disagreement_lo", "disagreement_hi"),
-            ("deviation_lo", "deviation_hi"),
-            ("duplicate_len_lo", "duplicate_len_hi"),
-            ("reviewer_burst_lo", "reviewer_burst_hi"),
-            ("extreme_min_rated", "extreme_full_rated"),
-            ("inflated_share_lo", "inflated_share_hi"),
-            ("inflated_min_scored", "inflated_full_scored"),
-            ("coordinated_lo", "coordinated_hi"),
-            ("scale_confusion_lo", "scale_confusion_hi"),
-            ("consensus_lo", "consensus_hi"),
-            ("burst_z_lo", "burst_z_hi"),
-            ("burst_shift_lo", "burst_shift_hi"),
-            ("product_copies_lo", "product_copies_hi"),
-            ("product_copies_len_lo", "product_copies_len_hi"),
-            ("caps_lo", "caps_hi"),
-            ("exclamation_lo", "exclamation_hi"),
-        ]
-        for lo, hi in pairs:
-            if not getattr(self, lo) < getattr(self, hi):
-                raise ConfigError(f"fraud.{lo} ({getattr(self, lo)}) must be < fraud.{hi} ({getattr(self, hi)})")
-        if not 0.0 < self.jaccard_threshold <= 1.0:
-            raise ConfigError(f"fraud.jaccard_threshold must be in (0, 1], got {self.jaccard_threshold}")
-        for name in ("shingle_chars", "shingle_chars_cjk", "hash_features", "minhash_rows", "max_component_iterations"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"fraud.{name} must be > 0, got {getattr(self, name)}")
-        if self.minhash_bands < 0:
-            raise ConfigError(f"fraud.minhash_bands must be >= 0, got {self.minhash_bands}")
-        if self.burst_window_days < 1 or self.burst_window_days % 2 == 0:
-            raise ConfigError(f"fraud.burst_window_days must be odd and >= 1, got {self.burst_window_days}")
-        for name in ("disagreement_low_factor", "burst_flat_factor"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ConfigError(f"fraud.{name} must lie in [0, 1], got {getattr(self, name)}")
-        if self.duplicate_copies_hi <= 1:
-            raise ConfigError(f"fraud.duplicate_copies_hi must be > 1, got {self.duplicate_copies_hi}")
-        if self.max_reasons < 0:
-            raise ConfigError("fraud.max_reasons must be >= 0")
-        if self.supervised and not self.label_column:
-            raise ConfigError("fraud.supervised needs fraud.label_column (the column holding 0/1 fraud labels)")
-
-    def weight(self, risk: str) -> float:
-        """The weight of a risk (0 for one left out of ``weights``)."""
-        return float(self.weights.get(risk, 0.0))
-
-    @property
-    def minhash_tables(self) -> int:
-        return self.minhash_bands * self.minhash_rows
+    alternatives = "|".join(re.escape(domain.lower()) for domain in domains)
+    return rf"(?i)(?:https?://)?(?:[a-z0-9-]+\.)*(?:{alternatives})(?:/[^\s<>\"']*)?"
 
 
 # --------------------------------------------------------------------------- transforms
 
 
-def ramp(x: float | None, lo: float, hi: float) -> float | None:
-    """0 at or below ``lo``, 1 at or above ``hi``, linear between; None stays None."""
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return None
-    return min(max((float(x) - lo) / (hi - lo), 0.0), 1.0)
+def ramp(x: Column, lo: float, hi: float) -> Column:
+    """0 at or below ``lo``, 1 at or above ``hi``, linear between; null stays null
+    (``least``/``greatest`` alone would skip it)."""
+    scaled = (x.cast("double") - F.lit(float(lo))) / F.lit(float(hi - lo))
+    return F.when(x.isNotNull(), F.least(F.greatest(scaled, F.lit(0.0)), F.lit(1.0)))
 
 
-def valid_rating(rating: float | None) -> int | None:
-    """A star rating 1-5 as int; anything else (null, 0, 7, 3.5) is None."""
-    if rating is None or isinstance(rating, bool):
-        return None
-    try:
-        r = float(rating)
-    except (TypeError, ValueError):
-        return None
-    return int(r) if r in (1.0, 2.0, 3.0, 4.0, 5.0) else None
+def flag_risk(flag: Column) -> Column:
+    """A boolean cue as a risk: true -> 1, false -> 0, null -> null."""
+    return F.when(flag.isNotNull(), F.when(flag, F.lit(1.0)).otherwise(F.lit(0.0)))
 
 
-def valid_probability(p: float | None) -> float | None:
-    if p is None:
-        return None
-    p = float(p)
-    return p if 0.0 <= p <= 1.0 else None  # NaN fails both comparisons
+def nonzero(x: Column) -> Column:
+    """The value when it is > 0, else null (a count of no known ids is unknown)."""
+    return F.when(x > 0, x)
 
 
-def rating_text_gap(rating: float | None, p_positive: float | None) -> float | None:
-    """|stars mapped to [0, 1] - p_positive|: 5 stars with p=0.05 -> 0.95; 3 stars -> at most 0.5."""
-    r, p = valid_rating(rating), valid_probability(p_positive)
-    if r is None or p is None:
-        return None
-    return abs((r - 1) / 4.0 - p)
+def _discounted(x: Column, count: Column, lo: float, hi: float, full: int) -> Column:
+    """ramp(x, lo, hi) * min(count / full, 1): a deviation judged on ``count`` values,
+    trusted fully from ``full`` of them; null when x is null or count is not > 0."""
+    return F.when(
+        x.isNotNull() & (count > 0),
+        ramp(x, lo, hi) * F.least(count / F.lit(float(full)), F.lit(1.0)),
+    )
 
 
-def scale_trust(deflated_share: float | None, cfg: FraudConfig) -> float:
+# --------------------------------------------------------------------------- per-row inputs
+
+
+def valid_rating(rating: Column) -> Column:
+    """A star rating 1-5 as int; anything else (null, 0, 7, 3.5) is null."""
+    as_double = rating.cast("double")
+    return F.when(as_double.isin(1.0, 2.0, 3.0, 4.0, 5.0), as_double.cast("int"))
+
+
+def valid_probability(p: Column) -> Column:
+    """A probability in [0, 1] as double; anything else (NaN, 1.7) is null."""
+    as_double = p.cast("double")
+    return F.when(~F.isnan(as_double) & (as_double >= 0.0) & (as_double <= 1.0), as_double)
+
+
+def rating_text_gap(rating: Column, p_positive: Column) -> Column:
+    """|stars mapped to [0, 1] - p_positive| of a valid rating and probability: 5 stars with
+    p=0.05 -> 0.95; 3 stars -> at most 0.5."""
+    return F.abs((rating - F.lit(1)) / F.lit(4.0) - p_positive)
+
+
+def is_inflated(rating: Column, gap: Column, disagreement_lo: float) -> Column:
+    """4-5 stars on a text that reads negative (rating/text gap >= disagreement_lo)."""
+    return (rating >= 4) & (gap >= disagreement_lo)
+
+
+def is_deflated(rating: Column, gap: Column, disagreement_lo: float) -> Column:
+    """1-2 stars on a text that reads positive (rating/text gap >= disagreement_lo)."""
+    return (rating <= 2) & (gap >= disagreement_lo)
+
+
+def matching_text(text: Column) -> Column:
+    """Spark form of :func:`ecomine.text.normalize_for_matching` (Spark's ``trim`` strips
+    only spaces, which is all the replacement can leave at either end)."""
+    return F.trim(F.regexp_replace(F.lower(text), textlib.NON_WORD_JAVA, " "))
+
+
+def _han_chars(text: Column) -> Column:
+    return F.length(F.regexp_replace(text, _NOT_HAN, ""))
+
+
+def weighted_length(normalized: Column) -> Column:
+    """Spark form of :func:`ecomine.text.weighted_length` (each ideograph counts 3)."""
+    return F.length(normalized) + 2 * _han_chars(normalized)
+
+
+def mostly_han(normalized: Column) -> Column:
+    """Spark form of :func:`ecomine.text.is_mostly_han`."""
+    return 2 * _han_chars(normalized) > F.length(normalized)
+
+
+def shingles(normalized: str, size: str) -> Column:
+    """Spark form of :func:`ecomine.text.shingles`, on the columns named ``normalized``
+    (the matching text) and ``size`` (the shingle length)."""
+    return F.expr(
+        f"array_distinct(transform(sequence(0, greatest(length({normalized}) - {size}, 0)),"
+        f" i -> substring({normalized}, i + 1, {size})))"
+    )
+
+
+def _count_matches(text: Column, pattern: str) -> Column:
+    """Characters matched by a one-character pattern."""
+    return F.length(text) - F.length(F.regexp_replace(text, pattern, ""))
+
+
+def text_cue_columns(text: Column, weighted_len: Column, cfg: FraudConfig) -> dict[str, Column]:
+    """The content-cue signal columns of one text (``weighted_len``: its weighted length)."""
+    internal = internal_link_pattern(cfg.internal_link_domains)
+    text_for_url = F.regexp_replace(text, internal, " ") if internal else text
+    letters = F.length(F.regexp_replace(text, "[^A-Za-z]", ""))
+    upper = F.length(F.regexp_replace(text, "[^A-Z]", ""))
+    return {
+        "sig_text_chars": F.length(text),
+        "sig_generic_praise": F.when(
+            text.isNotNull(),
+            (weighted_len > 0) & (weighted_len <= cfg.generic_max_chars) & text.rlike(PRAISE_PATTERN),
+        ),
+        "sig_url": text_for_url.rlike(URL_PATTERN),
+        "sig_contact": text.rlike(EMAIL_PATTERN) | text.rlike(PHONE_PATTERN) | text.rlike(MESSENGER_PATTERN),
+        "sig_exclamations": _count_matches(text, EXCLAMATION_PATTERN),
+        "sig_repeated_chars": text.rlike(REPEAT_PATTERN),
+        "sig_caps_share": F.when(letters >= cfg.caps_min_letters, upper / letters),
+    }
+
+
+# --------------------------------------------------------------------------- rules
+
+Inputs = Mapping[str, Column]
+Thresholds = Mapping[str, float]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One fraud risk.
+
+    ``name``: the risk's name (its reason code and its key in ``FraudConfig.weights``).
+    ``inputs``: the columns it reads. ``thresholds``: the ``FraudConfig`` fields it reads.
+    ``risk(inputs, thresholds)``: its risk in [0, 1], null when unknown.
+    ``reason(inputs, thresholds)``: the reader's text for it (shown when it is among the
+    strongest contributions).
+    """
+
+    name: str
+    inputs: tuple[str, ...]
+    thresholds: tuple[str, ...]
+    risk: Callable[[Inputs, Thresholds], Column]
+    reason: Callable[[Inputs, Thresholds], Column]
+
+
+def _fixed(text: str) -> Callable[[Inputs, Thresholds], Column]:
+    return lambda _inputs, _thresholds: F.lit(text)
+
+
+def _formatted(template: str, *columns: str) -> Callable[[Inputs, Thresholds], Column]:
+    """A printf template (Spark ``format_string``) filled with input columns."""
+    return lambda inputs, _thresholds: F.format_string(template, *(inputs[name] for name in columns))
+
+
+def _scale_trust(deflated_share: Column, th: Thresholds) -> Column:
     """1 - ramp(the reviewer's share of 1-2 star reviews on texts that read positive,
-    scale_confusion_lo, scale_confusion_hi); 1 when unknown (no reviewer id)."""
-    if deflated_share is None:
-        return 1.0
-    return 1.0 - ramp(deflated_share, cfg.scale_confusion_lo, cfg.scale_confusion_hi)
+    scale_confusion_lo, scale_confusion_hi); 1 when unknown (no reviewer id). An account
+    whose disagreements go both ways is confused about the scale, not paid."""
+    return F.when(deflated_share.isNull(), F.lit(1.0)).otherwise(
+        F.lit(1.0) - ramp(deflated_share, th["scale_confusion_lo"], th["scale_confusion_hi"])
+    )
 
 
-def risk_disagreement(
-    gap: float | None, rating: int | None, cfg: FraudConfig, deflated_share: float | None = None
-) -> float | None:
-    """ramp(gap, disagreement_lo, disagreement_hi), times disagreement_low_factor for a
-    1-2 star rating (a positive text with a low rating: usually a scale mix-up), times
-    scale_trust(the reviewer's deflated share)."""
-    base = ramp(gap, cfg.disagreement_lo, cfg.disagreement_hi)
-    if base is None:
-        return None
-    low = cfg.disagreement_low_factor if valid_rating(rating) in (1, 2) else 1.0
-    return base * low * scale_trust(deflated_share, cfg)
-
-
-def risk_rating_deviation(deviation: float | None, others: int | None, cfg: FraudConfig) -> float | None:
-    """Rating far from the consensus of the product's other reviewers, discounted when
-    few others exist (``others / deviation_full_others``, capped at 1)."""
-    if deviation is None or not others:
-        return None
-    return ramp(deviation, cfg.deviation_lo, cfg.deviation_hi) * min(others / cfg.deviation_full_others, 1.0)
-
-
-def duplicate_copies(size: int | None, reviewers: int | None, products: int | None) -> int | None:
-    """How many independent places a text appears: the larger of distinct reviewers and
-    distinct products in its cluster; the cluster size when neither is known."""
-    if size is None:
-        return None
-    known = [v for v in (reviewers, products) if v]
-    return max(known) if known else size
-
-
-def risk_duplicate(
-    copies: int | None, weighted_len: int | None, product_copies: int | None, cfg: FraudConfig
-) -> float | None:
+def _duplicate_risk(cols: Inputs, th: Thresholds) -> Column:
     """The larger of
 
     * spread: ramp(copies, 1, duplicate_copies_hi) * ramp(weighted length,
-      duplicate_len_lo, duplicate_len_hi): one copy is no risk, and very short texts
-      ("good", "好评") are duplicated innocently across a marketplace;
-    * pile-up: ramp(copies of the text on this same product within the burst window
-      (all time when the review has no timestamp), product_copies_lo, product_copies_hi)
-      * ramp(weighted length, product_copies_len_lo, product_copies_len_hi): three
-      identical short reviews on one product in one week are not innocent.
+      duplicate_len_lo, duplicate_len_hi), copies = the larger of distinct reviewers and
+      distinct products in the cluster (its size when neither is known): one copy is no
+      risk, and very short texts ("good", "好评") are duplicated innocently;
+    * pile-up: ramp(copies of the text on this product within the burst window (all time
+      without a timestamp), product_copies_lo, product_copies_hi) * ramp(weighted length,
+      product_copies_len_lo, product_copies_len_hi): three identical short reviews on one
+      product in one week are not innocent.
     """
-    if copies is None or weighted_len is None:
-        return None
-    spread = ramp(copies, 1, cfg.duplicate_copies_hi) * ramp(weighted_len, cfg.duplicate_len_lo, cfg.duplicate_len_hi)
-    if product_copies is None:
-        return spread
-    pile = ramp(product_copies, cfg.product_copies_lo, cfg.product_copies_hi) * ramp(
-        weighted_len, cfg.product_copies_len_lo, cfg.product_copies_len_hi
+    size = cols["sig_dup_cluster_size"]
+    copies = F.when(
+        size.isNotNull(),
+        F.coalesce(
+            F.greatest(nonzero(cols["sig_dup_cluster_reviewers"]), nonzero(cols["sig_dup_cluster_products"])), size
+        ),
     )
-    return max(spread, pile)
+    length = cols[WEIGHTED_LENGTH]
+    spread = ramp(copies, 1, th["duplicate_copies_hi"]) * ramp(length, th["duplicate_len_lo"], th["duplicate_len_hi"])
+    pile_copies = F.coalesce(cols["sig_dup_product_window_copies"], cols["sig_dup_product_copies"])
+    pile = ramp(pile_copies, th["product_copies_lo"], th["product_copies_hi"]) * ramp(
+        length, th["product_copies_len_lo"], th["product_copies_len_hi"]
+    )
+    return F.when(spread.isNotNull(), F.greatest(spread, pile))  # greatest skips a null pile
 
 
-def risk_reviewer_burst(max_per_day: int | None, cfg: FraudConfig) -> float | None:
-    return ramp(max_per_day, cfg.reviewer_burst_lo, cfg.reviewer_burst_hi)
-
-
-def is_inflated(rating: float | None, p_positive: float | None, cfg: FraudConfig) -> bool | None:
-    """4-5 stars on a text that reads negative (rating/text gap >= disagreement_lo)."""
-    r, gap = valid_rating(rating), rating_text_gap(rating, p_positive)
-    if r is None or gap is None:
-        return None
-    return r >= 4 and gap >= cfg.disagreement_lo
-
-
-def risk_coordinated_inflation(
-    inflating_reviewers: int | None,
-    rating: float | None,
-    p_positive: float | None,
-    reviewer_known: bool,
-    cfg: FraudConfig,
-) -> float | None:
-    """For a review that is itself inflated (:func:`is_inflated`) by a known reviewer:
-    ramp(distinct reviewers with an inflated review on this product, coordinated_lo,
-    coordinated_hi); 0 for any other review with a rating and text score; None when the
-    product, the rating or the text score is unknown. One account reading the scale
-    backwards is an accident; several doing it on the same product is a campaign."""
-    inflated = is_inflated(rating, p_positive, cfg)
-    if inflated is None or inflating_reviewers is None:
-        return None
-    if not (inflated and reviewer_known):
-        return 0.0
-    return ramp(inflating_reviewers, cfg.coordinated_lo, cfg.coordinated_hi)
-
-
-def is_deflated(rating: float | None, p_positive: float | None, cfg: FraudConfig) -> bool | None:
-    """1-2 stars on a text that reads positive (rating/text gap >= disagreement_lo)."""
-    r, gap = valid_rating(rating), rating_text_gap(rating, p_positive)
-    if r is None or gap is None:
-        return None
-    return r <= 2 and gap >= cfg.disagreement_lo
-
-
-def risk_reviewer_inflated(
-    share: float | None, scored: int | None, cfg: FraudConfig, deflated_share: float | None = None
-) -> float | None:
-    """ramp(share of inflated reviews, inflated_share_lo, inflated_share_hi) *
-    ramp(reviews with rating and p_positive, inflated_min_scored, inflated_full_scored)
-    * scale_trust(deflated share): an account that keeps giving top marks to texts
-    that complain (incentivised reviews) and is not simply reading the scale backwards."""
-    if share is None or scored is None:
-        return None
+def _duplicate_reason(cols: Inputs, _th: Thresholds) -> Column:
+    size, reviewers, products = (
+        cols["sig_dup_cluster_size"],
+        cols["sig_dup_cluster_reviewers"],
+        cols["sig_dup_cluster_products"],
+    )
     return (
-        ramp(share, cfg.inflated_share_lo, cfg.inflated_share_hi)
-        * ramp(scored, cfg.inflated_min_scored, cfg.inflated_full_scored)
-        * scale_trust(deflated_share, cfg)
+        F.when(reviewers > 0, F.format_string("duplicate text x%d across %d reviewers", size, reviewers))
+        .when(products > 0, F.format_string("duplicate text x%d across %d products", size, products))
+        .otherwise(F.format_string("duplicate text x%d", size))
     )
 
 
-def risk_reviewer_extremes(share: float | None, rated: int | None, cfg: FraudConfig) -> float | None:
-    """ramp(share of 1/5-star ratings, extreme_share_lo, 1) * ramp(rated, extreme_min_rated, extreme_full_rated)."""
-    if share is None or rated is None:
-        return None
-    return ramp(share, cfg.extreme_share_lo, 1.0) * ramp(rated, cfg.extreme_min_rated, cfg.extreme_full_rated)
+def _disagreement_risk(cols: Inputs, th: Thresholds) -> Column:
+    """ramp(gap, disagreement_lo, disagreement_hi), times disagreement_low_factor for a 1-2
+    star rating (a positive text with a low rating: usually a scale mix-up), times the
+    reviewer's scale trust."""
+    low_factor = F.when(cols[RATING] <= 2, F.lit(th["disagreement_low_factor"])).otherwise(F.lit(1.0))
+    gap_risk = ramp(cols["sig_rating_text_gap"], th["disagreement_lo"], th["disagreement_hi"])
+    return gap_risk * low_factor * _scale_trust(cols["sig_reviewer_deflated_share"], th)
 
 
-def risk_reviewer_consensus(mean_dev: float | None, n: int | None, cfg: FraudConfig) -> float | None:
-    """A reviewer's mean |rating - product consensus|, discounted below consensus_full_reviews reviews."""
-    if mean_dev is None or not n:
-        return None
-    return ramp(mean_dev, cfg.consensus_lo, cfg.consensus_hi) * min(n / cfg.consensus_full_reviews, 1.0)
+def _disagreement_reason(cols: Inputs, _th: Thresholds) -> Column:
+    rating, p = cols[RATING], cols[P_POSITIVE]
+    return F.when(rating >= 3, F.format_string("%d stars but text reads negative (p=%.2f)", rating, p)).otherwise(
+        F.format_string("%d star%s but text reads positive (p=%.2f)", rating, F.when(rating == 1, "").otherwise("s"), p)
+    )
 
 
-def risk_single_product(single: bool | None, reviews: int | None, cfg: FraudConfig) -> float | None:
-    """1 for an account whose 2+ reviews are all on one product, else 0."""
-    if single is None or reviews is None:
-        return None
-    return 1.0 if single and reviews >= cfg.single_product_min_reviews else 0.0
-
-
-def burst_expected(median_daily: float | None, active_days: int | None, cfg: FraudConfig) -> float | None:
-    """The product's usual reviews per active day: its median daily count (at least 1), or
-    1 when it has fewer than ``burst_min_history_days`` active days."""
-    if median_daily is None or active_days is None:
-        return None
-    if active_days < cfg.burst_min_history_days:
-        return 1.0
-    return max(float(median_daily), 1.0)
-
-
-def burst_window_expected(total: int | None, span_days: int | None, cfg: FraudConfig) -> float | None:
-    """Expected reviews in a ``burst_window_days`` window: the product's average daily
-    rate over its span (first to last review day, at least ``burst_min_span_days``)
-    times the window length, at least 1."""
-    if total is None or span_days is None:
-        return None
-    rate = total / max(span_days, cfg.burst_min_span_days)
-    return max(1.0, rate * cfg.burst_window_days)
-
-
-def burst_z(count: int | None, expected: float | None) -> float | None:
-    """(count - expected) / sqrt(expected): a Poisson-style z-score."""
-    if count is None or expected is None:
-        return None
-    return (count - expected) / math.sqrt(expected)
-
-
-def burst_headroom_share(
-    shift: float | None, other: float | None, rating: int | None, cfg: FraudConfig
-) -> float | None:
-    """Share of the room left on the scale that the window's rating shift closes, in this
-    review's direction. ``shift`` = mean rating in the window minus ``other``, the
-    product's mean on its other days. A 4-5 star review counts an upward shift against
-    the room up to 5 stars, a 1-2 star review a downward one against the room down to 1,
-    a 3-star review nothing (0). The room is at least ``burst_min_headroom`` stars.
-    None when shift, other or rating is unknown.
-
-    Relative, not in stars: a campaign of 5-star reviews on a product already rated 4.6
-    can lift the window's mean by 0.4 stars at most, yet that is all of the room there
-    is; a promotion day on the same product moves the mean by chance, in either direction."""
-    r = valid_rating(rating)
-    if shift is None or other is None or r is None:
-        return None
-    if r >= 4:
-        return shift / max(5.0 - other, cfg.burst_min_headroom)
-    if r <= 2:
-        return -shift / max(other - 1.0, cfg.burst_min_headroom)
-    return 0.0
-
-
-def burst_direction_factor(shift: float | None, other: float | None, rating: int | None, cfg: FraudConfig) -> float:
+def _burst_direction(cols: Inputs, th: Thresholds) -> Column:
     """How much of a burst's risk a review keeps: burst_flat_factor plus the rest in
-    proportion to ramp(burst_headroom_share, burst_shift_lo, burst_shift_hi). Unknown
-    share (no other days rated, or no rating): the whole risk."""
-    share = burst_headroom_share(shift, other, rating, cfg)
-    if share is None:
-        return 1.0
-    return cfg.burst_flat_factor + (1.0 - cfg.burst_flat_factor) * ramp(share, cfg.burst_shift_lo, cfg.burst_shift_hi)
-
-
-def risk_product_burst(
-    z: float | None, shift: float | None, other: float | None, rating: int | None, cfg: FraudConfig
-) -> float | None:
-    """ramp(z, burst_z_lo, burst_z_hi) * burst_direction_factor(shift, other, rating)."""
-    base = ramp(z, cfg.burst_z_lo, cfg.burst_z_hi)
-    if base is None:
-        return None
-    return base * burst_direction_factor(shift, other, rating, cfg)
-
-
-def risk_flag(flag: bool | None) -> float | None:
-    """A boolean cue as a risk: True -> 1, False -> 0, None -> None."""
-    if flag is None:
-        return None
-    return 1.0 if flag else 0.0
-
-
-def risk_shouting(
-    exclamations: int | None, repeated: bool | None, caps: float | None, cfg: FraudConfig
-) -> float | None:
-    """The strongest of: many exclamation marks, a character repeated 4+ times, mostly capitals."""
-    parts = [
-        ramp(exclamations, cfg.exclamation_lo, cfg.exclamation_hi),
-        risk_flag(repeated),
-        ramp(caps, cfg.caps_lo, cfg.caps_hi),
-    ]
-    known = [p for p in parts if p is not None]
-    return max(known) if known else None
-
-
-# --------------------------------------------------------------------------- combination
-
-
-def combine_noisy_or(risks: Mapping[str, float | None], weights: Mapping[str, float]) -> float:
-    """fraud_score = 1 - prod(1 - w_i * r_i) over the risks that are known.
-
-    Each weight is the probability that its signal alone, at full risk, marks a fake;
-    missing signals (None) are left out, so a review with no usable signal scores 0 and
-    every review gets a score. Noisy-OR lets one strong signal flag a review on its own
-    and lets independent weak signals add up, without a weighted mean diluting them.
-    """
-    keep = 1.0
-    for name, r in risks.items():
-        if r is None or (isinstance(r, float) and math.isnan(r)):
-            continue
-        keep *= 1.0 - float(weights.get(name, 0.0)) * min(max(float(r), 0.0), 1.0)
-    return 1.0 - keep
-
-
-# --------------------------------------------------------------------------- reasons
-
-#: printf templates rendered by Python ``%`` and by Spark ``format_string`` alike.
-REASON_TEMPLATES: dict[str, str] = {
-    "disagreement_high": "%d stars but text reads negative (p=%.2f)",
-    "disagreement_low": "%d star%s but text reads positive (p=%.2f)",
-    "duplicate_reviewers": "duplicate text x%d across %d reviewers",
-    "duplicate_products": "duplicate text x%d across %d products",
-    "duplicate": "duplicate text x%d",
-    "product_burst": "product got %d reviews that day, %d in %d days (usual %.0f/day)",
-    "reviewer_inflated": "reviewer gave 4-5 stars to %d of %d texts that read negative",
-    "coordinated_inflation": "%d accounts gave 4-5 stars to texts that read negative on this product",
-    "reviewer_extremes": "reviewer rates only extremes (%d of %d ratings are 1 or 5 stars)",
-    "reviewer_consensus": "reviewer is %.1f stars off product consensus on average",
-    "reviewer_burst": "reviewer posted %d reviews in one day",
-    "rating_deviation": "rated %d vs product consensus %.1f",
-    "single_product_account": "account posted %d reviews, all on this product",
-    "contact": "contact details in text",
-    "url": "link in text",
-    "generic_praise": "very short generic praise",
-    "shouting": "shouting (!!!, repeated characters or all caps)",
-}
-
-
-def reason_disagreement(rating: int, p_positive: float) -> str:
-    if rating >= 3:
-        return REASON_TEMPLATES["disagreement_high"] % (rating, p_positive)
-    return REASON_TEMPLATES["disagreement_low"] % (rating, "" if rating == 1 else "s", p_positive)
-
-
-def reason_duplicate(size: int, reviewers: int | None, products: int | None) -> str:
-    if reviewers:
-        return REASON_TEMPLATES["duplicate_reviewers"] % (size, reviewers)
-    if products:
-        return REASON_TEMPLATES["duplicate_products"] % (size, products)
-    return REASON_TEMPLATES["duplicate"] % (size,)
-
-
-def top_reasons(
-    contributions: Mapping[str, float | None],
-    texts: Mapping[str, str],
-    min_contribution: float,
-    k: int,
-) -> list[str]:
-    """Texts of the ``k`` largest contributions (weight * risk) at or above
-    ``min_contribution``; ties keep the order of :data:`RISKS`."""
-    order = {name: i for i, name in enumerate(RISKS)}
-    ranked = sorted(
-        ((c, name) for name, c in contributions.items() if c is not None and c >= min_contribution),
-        key=lambda t: (-t[0], order.get(t[1], len(order))),
+    proportion to ramp(share of the room left on the scale that the window's rating shift
+    closes in this review's direction, burst_shift_lo, burst_shift_hi). A 4-5 star review
+    counts an upward shift against the room up to 5 stars, a 1-2 star review a downward one
+    against the room down to 1, a 3-star review nothing; the room is at least
+    burst_min_headroom stars. Unknown shift, other days' rating or rating: all of it."""
+    rating = cols[RATING]
+    shift, other = cols["sig_product_window_rating_shift"], cols["sig_product_other_days_rating"]
+    floor = F.lit(th["burst_min_headroom"])
+    aligned = (
+        F.when(rating >= 4, shift / F.greatest(F.lit(5.0) - other, floor))
+        .when(rating <= 2, -shift / F.greatest(other - F.lit(1.0), floor))
+        .otherwise(F.lit(0.0))
     )
-    return [texts[name] for _, name in ranked[:k]]
+    flat = th["burst_flat_factor"]
+    return F.when(shift.isNull() | other.isNull() | rating.isNull(), F.lit(1.0)).otherwise(
+        F.lit(flat) + F.lit(1.0 - flat) * ramp(aligned, th["burst_shift_lo"], th["burst_shift_hi"])
+    )
+
+
+def _product_burst_risk(cols: Inputs, th: Thresholds) -> Column:
+    """ramp(burst z-score, burst_z_lo, burst_z_hi) * the burst direction factor."""
+    return ramp(cols["sig_product_burst_z"], th["burst_z_lo"], th["burst_z_hi"]) * _burst_direction(cols, th)
+
+
+def _product_burst_reason(cols: Inputs, th: Thresholds) -> Column:
+    return F.format_string(
+        "product got %d reviews that day, %d in %d days (usual %.0f/day)",
+        cols["sig_product_day_reviews"],
+        cols["sig_product_window_reviews"],
+        F.lit(th["burst_window_days"]),
+        cols["sig_product_expected_daily"],
+    )
+
+
+def _reviewer_inflated_risk(cols: Inputs, th: Thresholds) -> Column:
+    """ramp(share of inflated reviews, inflated_share_lo, inflated_share_hi) * ramp(reviews
+    with rating and p_positive, inflated_min_scored, inflated_full_scored) * scale trust:
+    an account that keeps giving top marks to texts that complain (incentivised reviews)."""
+    share, scored = cols["sig_reviewer_inflated_share"], cols["sig_reviewer_scored"]
+    return F.when(
+        share.isNotNull(),
+        ramp(share, th["inflated_share_lo"], th["inflated_share_hi"])
+        * ramp(scored, th["inflated_min_scored"], th["inflated_full_scored"])
+        * _scale_trust(cols["sig_reviewer_deflated_share"], th),
+    )
+
+
+def _reviewer_inflated_reason(cols: Inputs, _th: Thresholds) -> Column:
+    share, scored = cols["sig_reviewer_inflated_share"], cols["sig_reviewer_scored"]
+    return F.format_string(
+        "reviewer gave 4-5 stars to %d of %d texts that read negative", F.round(share * scored).cast("long"), scored
+    )
+
+
+def _coordinated_inflation_risk(cols: Inputs, th: Thresholds) -> Column:
+    """For an inflated review by a known reviewer: ramp(distinct reviewers with an inflated
+    review on this product, coordinated_lo, coordinated_hi); 0 for any other review with a
+    rating and text score; null when the product or the rating/text gap is unknown. One
+    account reading the scale backwards is an accident; several on one product a campaign."""
+    inflating, gap = cols["sig_product_inflating_reviewers"], cols["sig_rating_text_gap"]
+    inflated_by_known = cols["reviewer_id"].isNotNull() & is_inflated(cols[RATING], gap, th["disagreement_lo"])
+    return F.when(
+        inflating.isNotNull() & gap.isNotNull(),
+        F.when(inflated_by_known, ramp(inflating, th["coordinated_lo"], th["coordinated_hi"])).otherwise(F.lit(0.0)),
+    )
+
+
+def _reviewer_extremes_risk(cols: Inputs, th: Thresholds) -> Column:
+    """ramp(share of 1/5-star ratings, extreme_share_lo, 1) * ramp(rated reviews,
+    extreme_min_rated, extreme_full_rated)."""
+    share, rated = cols["sig_reviewer_extreme_share"], cols["sig_reviewer_rated"]
+    return F.when(
+        share.isNotNull(),
+        ramp(share, th["extreme_share_lo"], 1.0) * ramp(rated, th["extreme_min_rated"], th["extreme_full_rated"]),
+    )
+
+
+def _reviewer_extremes_reason(cols: Inputs, _th: Thresholds) -> Column:
+    share, rated = cols["sig_reviewer_extreme_share"], cols["sig_reviewer_rated"]
+    return F.format_string(
+        "reviewer rates only extremes (%d of %d ratings are 1 or 5 stars)", F.round(share * rated).cast("long"), rated
+    )
+
+
+def _single_product_risk(cols: Inputs, th: Thresholds) -> Column:
+    """1 for an account whose reviews (at least single_product_min_reviews) are all on one
+    product, else 0."""
+    single, reviews = cols["sig_reviewer_single_product"], cols["sig_reviewer_reviews"]
+    return F.when(
+        single.isNotNull() & reviews.isNotNull(),
+        F.when(single & (reviews >= th["single_product_min_reviews"]), F.lit(1.0)).otherwise(F.lit(0.0)),
+    )
+
+
+def _shouting_risk(cols: Inputs, th: Thresholds) -> Column:
+    """The strongest of: many exclamation marks, a character repeated 4+ times, mostly capitals."""
+    return F.greatest(
+        ramp(cols["sig_exclamations"], th["exclamation_lo"], th["exclamation_hi"]),
+        flag_risk(cols["sig_repeated_chars"]),
+        ramp(cols["sig_caps_share"], th["caps_lo"], th["caps_hi"]),
+    )
+
+
+_DUPLICATE_INPUTS = (
+    "sig_dup_cluster_size",
+    "sig_dup_cluster_reviewers",
+    "sig_dup_cluster_products",
+    "sig_dup_product_window_copies",
+    "sig_dup_product_copies",
+    WEIGHTED_LENGTH,
+)
+_BURST_INPUTS = (
+    "sig_product_burst_z",
+    "sig_product_window_rating_shift",
+    "sig_product_other_days_rating",
+    RATING,
+    "sig_product_day_reviews",
+    "sig_product_window_reviews",
+    "sig_product_expected_daily",
+)
+_BURST_THRESHOLDS = (
+    "burst_z_lo",
+    "burst_z_hi",
+    "burst_min_headroom",
+    "burst_flat_factor",
+    "burst_shift_lo",
+    "burst_shift_hi",
+    "burst_window_days",
+)
+
+#: Every risk, in the order they are combined (also the order of ties between equally
+#: strong reasons).
+RULES: tuple[Rule, ...] = (
+    Rule(
+        "duplicate",
+        _DUPLICATE_INPUTS,
+        (
+            "duplicate_copies_hi",
+            "duplicate_len_lo",
+            "duplicate_len_hi",
+            "product_copies_lo",
+            "product_copies_hi",
+            "product_copies_len_lo",
+            "product_copies_len_hi",
+        ),
+        _duplicate_risk,
+        _duplicate_reason,
+    ),
+    Rule(
+        "disagreement",
+        ("sig_rating_text_gap", RATING, P_POSITIVE, "sig_reviewer_deflated_share"),
+        ("disagreement_lo", "disagreement_hi", "disagreement_low_factor", "scale_confusion_lo", "scale_confusion_hi"),
+        _disagreement_risk,
+        _disagreement_reason,
+    ),
+    Rule("product_burst", _BURST_INPUTS, _BURST_THRESHOLDS, _product_burst_risk, _product_burst_reason),
+    Rule(
+        "reviewer_inflated",
+        ("sig_reviewer_inflated_share", "sig_reviewer_scored", "sig_reviewer_deflated_share"),
+        (
+            "inflated_share_lo",
+            "inflated_share_hi",
+            "inflated_min_scored",
+            "inflated_full_scored",
+            "scale_confusion_lo",
+            "scale_confusion_hi",
+        ),
+        _reviewer_inflated_risk,
+        _reviewer_inflated_reason,
+    ),
+    Rule(
+        "coordinated_inflation",
+        ("sig_product_inflating_reviewers", "sig_rating_text_gap", "reviewer_id", RATING),
+        ("disagreement_lo", "coordinated_lo", "coordinated_hi"),
+        _coordinated_inflation_risk,
+        _formatted(
+            "%d accounts gave 4-5 stars to texts that read negative on this product", "sig_product_inflating_reviewers"
+        ),
+    ),
+    Rule(
+        "reviewer_extremes",
+        ("sig_reviewer_extreme_share", "sig_reviewer_rated"),
+        ("extreme_share_lo", "extreme_min_rated", "extreme_full_rated"),
+        _reviewer_extremes_risk,
+        _reviewer_extremes_reason,
+    ),
+    Rule(
+        "reviewer_consensus",
+        ("sig_reviewer_consensus_dev", "sig_reviewer_consensus_n"),
+        ("consensus_lo", "consensus_hi", "consensus_full_reviews"),
+        # a reviewer's mean |rating - product consensus|, trusted fully from consensus_full_reviews reviews
+        lambda cols, th: _discounted(
+            cols["sig_reviewer_consensus_dev"],
+            cols["sig_reviewer_consensus_n"],
+            th["consensus_lo"],
+            th["consensus_hi"],
+            th["consensus_full_reviews"],
+        ),
+        _formatted("reviewer is %.1f stars off product consensus on average", "sig_reviewer_consensus_dev"),
+    ),
+    Rule(
+        "reviewer_burst",
+        ("sig_reviewer_max_per_day",),
+        ("reviewer_burst_lo", "reviewer_burst_hi"),
+        lambda cols, th: ramp(cols["sig_reviewer_max_per_day"], th["reviewer_burst_lo"], th["reviewer_burst_hi"]),
+        _formatted("reviewer posted %d reviews in one day", "sig_reviewer_max_per_day"),
+    ),
+    Rule(
+        "rating_deviation",
+        ("sig_rating_deviation", "sig_product_consensus_n", RATING, "sig_product_consensus"),
+        ("deviation_lo", "deviation_hi", "deviation_full_others"),
+        # rating far from the mean of the product's other reviewers, trusted fully from
+        # deviation_full_others other ratings
+        lambda cols, th: _discounted(
+            cols["sig_rating_deviation"],
+            cols["sig_product_consensus_n"],
+            th["deviation_lo"],
+            th["deviation_hi"],
+            th["deviation_full_others"],
+        ),
+        _formatted("rated %d vs product consensus %.1f", RATING, "sig_product_consensus"),
+    ),
+    Rule(
+        "single_product_account",
+        ("sig_reviewer_single_product", "sig_reviewer_reviews"),
+        ("single_product_min_reviews",),
+        _single_product_risk,
+        _formatted("account posted %d reviews, all on this product", "sig_reviewer_reviews"),
+    ),
+    Rule(
+        "contact",
+        ("sig_contact",),
+        (),
+        lambda cols, _th: flag_risk(cols["sig_contact"]),
+        _fixed("contact details in text"),
+    ),
+    Rule("url", ("sig_url",), (), lambda cols, _th: flag_risk(cols["sig_url"]), _fixed("link in text")),
+    Rule(
+        "generic_praise",
+        ("sig_generic_praise",),
+        (),
+        lambda cols, _th: flag_risk(cols["sig_generic_praise"]),
+        _fixed("very short generic praise"),
+    ),
+    Rule(
+        "shouting",
+        ("sig_exclamations", "sig_repeated_chars", "sig_caps_share"),
+        ("exclamation_lo", "exclamation_hi", "caps_lo", "caps_hi"),
+        _shouting_risk,
+        _fixed("shouting (!!!, repeated characters or all caps)"),
+    ),
+)
+
+#: The risk names, in :data:`RULES` order.
+RISKS: tuple[str, ...] = tuple(rule.name for rule in RULES)
+
+
+# --------------------------------------------------------------------------- columns and score
+
+
+def rule_columns(rule: Rule, cfg: FraudConfig) -> tuple[Column, Column]:
+    """(risk, reason text) of one rule; its formulas see only what it declares."""
+    inputs = MappingProxyType({name: F.col(name) for name in rule.inputs})
+    thresholds = MappingProxyType({name: getattr(cfg, name) for name in rule.thresholds})
+    return rule.risk(inputs, thresholds), rule.reason(inputs, thresholds)
+
+
+def risk_columns(cfg: FraudConfig) -> dict[str, tuple[Column, Column]]:
+    """Per risk name, in :data:`RULES` order: (risk in [0, 1] or null, reason text)."""
+    return {rule.name: rule_columns(rule, cfg) for rule in RULES}
+
+
+def risk_column(name: str) -> str:
+    """The internal column :func:`with_rules_score` holds a rule's risk in."""
+    return f"{PREFIX}risk_{name}"
+
+
+def with_rules_score(df: DataFrame, cfg: FraudConfig) -> DataFrame:
+    """Adds every risk (``_fr_risk_<name>``), ``fraud_score`` = 1 - prod(1 - weight * risk)
+    over the known risks (noisy-OR: one strong signal flags a review on its own,
+    independent weak ones add up, a missing one is left out so every review gets a score),
+    and ``fraud_reasons`` / ``fraud_reason_codes``: the texts and names of the
+    ``max_reasons`` largest contributions (weight * risk) of at least
+    ``reason_min_contribution``, ties in :data:`RULES` order."""
+    missing = sorted({name for rule in RULES for name in rule.inputs} - set(df.columns))
+    if missing:
+        raise SchemaError(f"fraud rules lack input columns {missing}; the frame has {sorted(df.columns)}")
+    risks = risk_columns(cfg)
+    out = df.withColumns({risk_column(name): risk for name, (risk, _) in risks.items()})
+    keep = reduce(
+        lambda acc, name: (
+            acc * (F.lit(1.0) - F.lit(cfg.weight(name)) * F.coalesce(F.col(risk_column(name)), F.lit(0.0)))
+        ),
+        RISKS,
+        F.lit(1.0),
+    )
+    items = [
+        F.struct(
+            (F.lit(cfg.weight(name)) * F.col(risk_column(name))).alias("c"),
+            F.lit(-position).alias("o"),
+            F.lit(name).alias("code"),
+            risks[name][1].alias("t"),
+        )
+        for position, name in enumerate(RISKS)
+    ]
+    strongest = F.filter(F.array(*items), lambda item: item["c"] >= cfg.reason_min_contribution)
+    out = out.withColumn(f"{PREFIX}ranked", F.slice(F.sort_array(strongest, asc=False), 1, cfg.max_reasons))
+    return out.withColumns(
+        {
+            "fraud_score": F.lit(1.0) - keep,
+            "fraud_reasons": F.transform(F.col(f"{PREFIX}ranked"), lambda item: item["t"]),
+            "fraud_reason_codes": F.transform(F.col(f"{PREFIX}ranked"), lambda item: item["code"]),
+        }
+    )
