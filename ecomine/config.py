@@ -34,6 +34,7 @@ __all__ = [
     "Config",
     "DemoConfig",
     "ExplainConfig",
+    "FRAUD_DEFAULT_WEIGHTS",
     "FraudConfig",
     "InsightsConfig",
     "ModelConfig",
