@@ -62,7 +62,7 @@ def _canonical(df: pd.DataFrame) -> pd.DataFrame:
     """Stamps dropped, JSON columns stripped of timings, rows in a fixed order."""
     df = df.drop(columns=[c for c in df.columns if c in STAMPS])
     for c in df.columns:
-        if df[c].dtype == object and df[c].map(lambda v: isinstance(v, str) and v[:1] in "{[").any():
+        if _is_json(df[c]):
             df[c] = df[c].map(lambda v: json.dumps(_strip(json.loads(v)), sort_keys=True) if isinstance(v, str) else v)
     keys = [c for c in df.columns if not pd.api.types.is_float_dtype(df[c])]
     order = df[keys].astype(str).apply(lambda r: "\x1f".join(r), axis=1) if keys else pd.Series(range(len(df)))
@@ -87,7 +87,48 @@ def _compare_table(a: pd.DataFrame, b: pd.DataFrame, atol: float) -> dict:
                 bad.append(c)
         elif not x.astype(str).equals(y.astype(str)):
             bad.append(c)
-    return out | {"equal": not bad, "max_abs_float_diff": worst, "columns_differing": bad}
+    json_diffs = {c: _json_diff(a[c], b[c]) for c in bad if _is_json(a[c])}
+    return out | {
+        "equal": not bad,
+        "max_abs_float_diff": worst,
+        "columns_differing": bad,
+        "json_differences": json_diffs,
+    }
+
+
+def _parses(v) -> bool:
+    try:
+        return isinstance(json.loads(v), (dict, list))
+    except (TypeError, ValueError):
+        return False
+
+
+def _is_json(col: pd.Series) -> bool:
+    """A string column whose every non-null value is a JSON object or array (ledger details, metrics)."""
+    values = col.dropna()
+    return col.dtype == object and len(values) > 0 and bool(values.map(_parses).all())
+
+
+def _paths(obj, prefix: str = "") -> dict[str, object]:
+    """Leaf values of a JSON value by their path (``a.b.c``)."""
+    if isinstance(obj, dict):
+        out: dict[str, object] = {}
+        for k, v in obj.items():
+            out |= _paths(v, f"{prefix}.{k}" if prefix else str(k))
+        return out
+    return {prefix: obj}
+
+
+def _json_diff(x: pd.Series, y: pd.Series) -> dict[str, list[str]]:
+    """Over all rows of a JSON column: the paths only before, only after, or with other values."""
+    only_before, only_after, changed = set(), set(), set()
+    for u, v in zip(x, y, strict=True):
+        pu = _paths(json.loads(u)) if isinstance(u, str) else {}
+        pv = _paths(json.loads(v)) if isinstance(v, str) else {}
+        only_before |= pu.keys() - pv.keys()
+        only_after |= pv.keys() - pu.keys()
+        changed |= {k for k in pu.keys() & pv.keys() if pu[k] != pv[k]}
+    return {"only_before": sorted(only_before), "only_after": sorted(only_after), "changed": sorted(changed)}
 
 
 def _artifact_files(root: Path) -> dict[str, dict[str, str]]:
