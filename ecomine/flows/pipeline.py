@@ -21,6 +21,8 @@ from ecomine.io import delta_io, demo_data, tables
 from ecomine.io.runs import Run
 from ecomine.model import artifact
 
+__all__ = ["derive_tables", "ensure_model", "fraud_input", "load_demo_data", "score_entities"]
+
 log = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------- demo data

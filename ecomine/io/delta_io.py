@@ -21,6 +21,18 @@ from contextlib import contextmanager
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+__all__ = [
+    "delete_keys",
+    "last_operation_metrics",
+    "merge_into",
+    "overwrite_small",
+    "read",
+    "table_exists",
+    "table_version",
+    "upsert_rows",
+    "with_literal_stamps",
+]
+
 log = logging.getLogger(__name__)
 
 

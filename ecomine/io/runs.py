@@ -20,6 +20,8 @@ from pyspark.sql import SparkSession
 
 from ecomine.io import delta_io
 
+__all__ = ["RUNS_DDL", "Run", "last_success", "mark_abandoned", "new_run_id", "recorded", "txn_version"]
+
 log = logging.getLogger(__name__)
 
 RUNS_DDL = (

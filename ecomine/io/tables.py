@@ -12,6 +12,8 @@ from ecomine.config import CatalogColumns, Config, ReviewColumns
 from ecomine.errors import SchemaError
 from ecomine.io import delta_io
 
+__all__ = ["CATALOG_SCHEMA", "REVIEW_SCHEMA", "conform", "read_catalog", "read_changes", "read_reviews", "read_source"]
+
 _STRINGISH = (T.StringType, T.IntegerType, T.LongType)
 
 # logical column -> (required, allowed Spark types, cast to)

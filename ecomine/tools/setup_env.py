@@ -8,6 +8,8 @@ import logging
 import sys
 import time
 
+__all__ = ["main"]
+
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
