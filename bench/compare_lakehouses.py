@@ -32,6 +32,7 @@ STAMPS = {
     "run_id",
     "scored_at",
     "computed_at",
+    "explained_at",
     "rejected_at",
     "created_at",
     "started_at",
@@ -58,15 +59,19 @@ def _strip(obj):
     return obj
 
 
-def _canonical(df: pd.DataFrame) -> pd.DataFrame:
-    """Stamps dropped, JSON columns stripped of timings, rows in a fixed order."""
+def _canonical(df: pd.DataFrame, root: Path) -> pd.DataFrame:
+    """Stamps dropped, the lakehouse's own location written as ``<root>``, JSON columns
+    stripped of timings, rows in a fixed order."""
     df = df.drop(columns=[c for c in df.columns if c in STAMPS])
     for c in df.columns:
+        if df[c].dtype == object:
+            df[c] = df[c].map(lambda v: v.replace(str(root), "<root>") if isinstance(v, str) else v)
         if _is_json(df[c]):
             df[c] = df[c].map(lambda v: json.dumps(_strip(json.loads(v)), sort_keys=True) if isinstance(v, str) else v)
     keys = [c for c in df.columns if not pd.api.types.is_float_dtype(df[c])]
-    order = df[keys].astype(str).apply(lambda r: "\x1f".join(r), axis=1) if keys else pd.Series(range(len(df)))
-    return df.assign(_o=order.to_numpy()).sort_values("_o").drop(columns="_o").reset_index(drop=True)
+    as_text = df[keys].astype(str).to_numpy().tolist()
+    order = ["\x1f".join(row) for row in as_text] if keys else list(range(len(df)))
+    return df.assign(_o=order).sort_values("_o").drop(columns="_o").reset_index(drop=True)
 
 
 def _compare_table(a: pd.DataFrame, b: pd.DataFrame, atol: float) -> dict:
@@ -75,7 +80,7 @@ def _compare_table(a: pd.DataFrame, b: pd.DataFrame, atol: float) -> dict:
         return out | {"equal": False, "why": f"columns differ: {sorted(set(a.columns) ^ set(b.columns))}"}
     if len(a) != len(b):
         return out | {"equal": False, "why": "row counts differ"}
-    worst, bad = 0.0, []
+    worst, bad, json_diffs = 0.0, [], {}
     for c in a.columns:
         x, y = a[c], b[c]
         if pd.api.types.is_float_dtype(x) and pd.api.types.is_float_dtype(y):
@@ -85,14 +90,21 @@ def _compare_table(a: pd.DataFrame, b: pd.DataFrame, atol: float) -> dict:
             worst = max(worst, float(diff.max()) if len(diff) else 0.0)
             if not same_nan.all() or (diff > atol).any():
                 bad.append(c)
+        elif _is_json(x) or _is_json(y):
+            json_diffs[c] = _json_diff(x, y, atol)
+            if any(json_diffs[c].values()):
+                bad.append(c)
         elif not x.astype(str).equals(y.astype(str)):
             bad.append(c)
-    json_diffs = {c: _json_diff(a[c], b[c]) for c in bad if _is_json(a[c])}
+    only_added = bool(bad) and all(
+        c in json_diffs and not json_diffs[c]["only_before"] and not json_diffs[c]["changed"] for c in bad
+    )
     return out | {
         "equal": not bad,
+        "equal_but_added_json_keys": only_added,
         "max_abs_float_diff": worst,
         "columns_differing": bad,
-        "json_differences": json_diffs,
+        "json_differences": {c: d for c, d in json_diffs.items() if any(d.values())},
     }
 
 
@@ -119,15 +131,22 @@ def _paths(obj, prefix: str = "") -> dict[str, object]:
     return {prefix: obj}
 
 
-def _json_diff(x: pd.Series, y: pd.Series) -> dict[str, list[str]]:
-    """Over all rows of a JSON column: the paths only before, only after, or with other values."""
+def _same(u, v, atol: float) -> bool:
+    if isinstance(u, float) and isinstance(v, float):
+        return abs(u - v) <= atol or (u != u and v != v)
+    return u == v
+
+
+def _json_diff(x: pd.Series, y: pd.Series, atol: float) -> dict[str, list[str]]:
+    """Over all rows of a JSON column: the paths only before, only after, or with other
+    values (numbers to ``atol``)."""
     only_before, only_after, changed = set(), set(), set()
     for u, v in zip(x, y, strict=True):
         pu = _paths(json.loads(u)) if isinstance(u, str) else {}
         pv = _paths(json.loads(v)) if isinstance(v, str) else {}
         only_before |= pu.keys() - pv.keys()
         only_after |= pv.keys() - pu.keys()
-        changed |= {k for k in pu.keys() & pv.keys() if pu[k] != pv[k]}
+        changed |= {k for k in pu.keys() & pv.keys() if not _same(pu[k], pv[k], atol)}
     return {"only_before": sorted(only_before), "only_after": sorted(only_after), "changed": sorted(changed)}
 
 
@@ -145,13 +164,16 @@ def compare_lakehouses(before: Path, after: Path, atol: float = 1e-9) -> dict:
     ta, tb = _tables(before), _tables(after)
     result: dict = {"tables": {}, "only_before": sorted(set(ta) - set(tb)), "only_after": sorted(set(tb) - set(ta))}
     for name in sorted(set(ta) & set(tb)):
-        a = _canonical(DeltaTable(str(ta[name])).to_pandas())
-        b = _canonical(DeltaTable(str(tb[name])).to_pandas())
+        a = _canonical(DeltaTable(str(ta[name])).to_pandas(), before.resolve())
+        b = _canonical(DeltaTable(str(tb[name])).to_pandas(), after.resolve())
         result["tables"][name] = _compare_table(a, b, atol)
     fa, fb = _artifact_files(before), _artifact_files(after)
     weights_a = sorted(sorted(v.values()) for v in fa.values())
     weights_b = sorted(sorted(v.values()) for v in fb.values())
     result["artifacts"] = {"count": [len(fa), len(fb)], "weights_equal": weights_a == weights_b}
+    result["equal_but_added_json_keys"] = result["artifacts"]["weights_equal"] and all(
+        t["equal"] or t.get("equal_but_added_json_keys") for t in result["tables"].values()
+    )
     result["equal"] = (
         not result["only_before"]
         and not result["only_after"]
@@ -191,10 +213,14 @@ def main(argv: list[str] | None = None) -> int:
     for name, t in result["tables"].items():
         print(f"{name:<28} rows {t['rows']} equal={t['equal']} {t.get('why') or t.get('columns_differing') or ''}")
     print(f"artifacts {result['artifacts']}; only before {result['only_before']}; only after {result['only_after']}")
-    print("EQUAL" if result["equal"] else "DIFFERENT")
+    verdict = "EQUAL" if result["equal"] else "DIFFERENT"
+    if not result["equal"] and result["equal_but_added_json_keys"]:
+        added = {n: t["json_differences"] for n, t in result["tables"].items() if not t["equal"]}
+        verdict = f"EQUAL but for JSON keys the after side adds: {json.dumps(added)}"
+    print(verdict)
     if args.out:
         args.out.write_text(json.dumps(result, indent=2, default=str) + "\n")
-    return 0 if result["equal"] else 1
+    return 0 if result["equal"] or result["equal_but_added_json_keys"] else 1
 
 
 if __name__ == "__main__":
