@@ -36,7 +36,8 @@ INSTALL_REQUIRES = [
 
 EXTRAS = {
     # playwright drives Debian's /usr/bin/chromium in the report test; never `playwright install`
-    "dev": ["pytest==9.2.0", "ruff==0.17.6", "playwright==1.65.2"],
+    # moto's server mode is the S3-compatible endpoint the object-storage test starts on 127.0.0.1
+    "dev": ["pytest==9.2.0", "ruff==0.17.6", "playwright==1.65.2", "moto[server]==5.2.5"],
 }
 
 setup(

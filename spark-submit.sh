@@ -30,18 +30,19 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 ECOMINE_SUBMITTED=1 TRANSFORMERS_
 export PYSPARK_PYTHON="${PYSPARK_PYTHON:-$PY}"
 export PYSPARK_DRIVER_PYTHON="${PYSPARK_DRIVER_PYTHON:-$PY}"
 
-DELTA_PKG="$("$PY" -c 'from ecomine.session import delta_maven_coordinate as d; print(d())')"
+# Delta's jar, plus the S3A connector when the job's config puts anything on s3a://
+PACKAGES="$("$PY" -m ecomine.session packages --conf-dir "${ECOMINE_CONF_DIR:-$HERE/conf}" "$@")"
 
 # The library as a zip for executors that do not have it installed (clusters).
 mkdir -p "$HERE/build"
 (cd "$HERE" && "$PY" -c 'import shutil; shutil.make_archive("build/ecomine", "zip", ".", "ecomine")')
 
 args=(
-  --master "${SPARK_MASTER:-local[*]}"
+  --master "$MASTER"
   --deploy-mode "${SPARK_DEPLOY_MODE:-client}"
   --name "ecomine-$(basename "$JOB" .py)"
   --driver-memory "${DRIVER_MEMORY:-6g}"
-  --packages "$DELTA_PKG"
+  --packages "$PACKAGES"
   --conf spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension
   --conf spark.sql.catalog.spark_catalog=org.apache.spark.sql.delta.catalog.DeltaCatalog
   --conf spark.python.worker.reuse=true
@@ -49,13 +50,16 @@ args=(
   --driver-java-options "-Dlog4j2.configurationFile=file:${ECOMINE_LOG4J:-$HERE/conf/log4j2.properties}"
   --py-files "$HERE/build/ecomine.zip"
 )
-if [ "${SPARK_MASTER:-local[*]}" = "local[*]" ] || [[ "${SPARK_MASTER:-local}" == local* ]]; then
+MASTER="${SPARK_MASTER:-local[*]}"
+if [[ "$MASTER" == local* || "$MASTER" == spark://127.0.0.1:* || "$MASTER" == spark://localhost:* ]]; then
+  # everything on this machine: the driver listens on loopback only
   args+=(--conf spark.driver.bindAddress=127.0.0.1 --conf spark.driver.host=127.0.0.1)
 fi
+# executors never reach the Hugging Face Hub: the model comes with the job (SparkContext.addArchive)
+args+=(--conf spark.executorEnv.HF_HUB_OFFLINE=1 --conf spark.executorEnv.TRANSFORMERS_OFFLINE=1)
 if [ -n "${ECOMINE_ENV_ARCHIVE:-}" ]; then
   args+=(--archives "${ECOMINE_ENV_ARCHIVE}#environment"
-         --conf spark.pyspark.python=./environment/bin/python
-         --conf spark.executorEnv.HF_HUB_OFFLINE=1)
+         --conf spark.pyspark.python=./environment/bin/python)
 fi
 # shellcheck disable=SC2206
 extra=(${SPARK_SUBMIT_EXTRA:-})

@@ -150,24 +150,29 @@ def _json_diff(x: pd.Series, y: pd.Series, atol: float) -> dict[str, list[str]]:
     return {"only_before": sorted(only_before), "only_after": sorted(only_after), "changed": sorted(changed)}
 
 
-def _artifact_files(root: Path) -> dict[str, dict[str, str]]:
-    """Per artifact (by its sub-model folders), the sha256 of each file its manifest lists."""
+def _artifact_files(artifacts: Path) -> dict[str, dict[str, str]]:
+    """Per artifact under ``artifacts`` (by its sub-model folders), the sha256 of each file its manifest lists."""
     out = {}
-    for manifest in sorted(root.glob("_artifacts/*/manifest.json")):
+    for manifest in sorted(artifacts.glob("*/manifest.json")):
         m = json.loads(manifest.read_text())
         files = m.get("files") or m.get("checksums") or {}
         out[manifest.parent.name] = {k: (v["sha256"] if isinstance(v, dict) else v) for k, v in files.items()}
     return out
 
 
-def compare_lakehouses(before: Path, after: Path, atol: float = 1e-9) -> dict:
+def compare_lakehouses(
+    before: Path, after: Path, atol: float = 1e-9, artifacts: tuple[Path | None, Path | None] = (None, None)
+) -> dict:
+    """Table by table and artifact by artifact; ``artifacts``: where each side's model
+    artifacts live when not under ``<lakehouse>/_artifacts``."""
     ta, tb = _tables(before), _tables(after)
     result: dict = {"tables": {}, "only_before": sorted(set(ta) - set(tb)), "only_after": sorted(set(tb) - set(ta))}
     for name in sorted(set(ta) & set(tb)):
         a = _canonical(DeltaTable(str(ta[name])).to_pandas(), before.resolve())
         b = _canonical(DeltaTable(str(tb[name])).to_pandas(), after.resolve())
         result["tables"][name] = _compare_table(a, b, atol)
-    fa, fb = _artifact_files(before), _artifact_files(after)
+    fa = _artifact_files(artifacts[0] or before / "_artifacts")
+    fb = _artifact_files(artifacts[1] or after / "_artifacts")
     weights_a = sorted(sorted(v.values()) for v in fa.values())
     weights_b = sorted(sorted(v.values()) for v in fb.values())
     result["artifacts"] = {"count": [len(fa), len(fb)], "weights_equal": weights_a == weights_b}

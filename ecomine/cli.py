@@ -74,14 +74,16 @@ def _console_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _open(path: str) -> DeltaTable | None:
-    """delta-rs table at ``path``, or None when there is no Delta table there."""
+def _open(path: str, options: dict[str, str] | None = None) -> DeltaTable | None:
+    """delta-rs table at ``path``, or None when there is no Delta table there. ``options``:
+    delta-rs storage options (``fs.delta_rs_options``: the same endpoint/region settings
+    the Spark jobs use, for s3a:// lakehouses)."""
     from deltalake import DeltaTable
 
     if "://" not in path and not Path(path, "_delta_log").is_dir():
         return None
     try:
-        return DeltaTable(path)
+        return DeltaTable(path, storage_options=options or None)
     except Exception:  # TableNotFoundError and friends: no table is a normal state here
         return None
 
@@ -212,8 +214,8 @@ def _run_cells(run: dict[str, Any]) -> list[str]:
     ]
 
 
-def _cmd_runs(runs_path: str, job: str | None, n: int) -> str:
-    table = _open(runs_path)
+def _cmd_runs(runs_path: str, job: str | None, n: int, options: dict[str, str] | None = None) -> str:
+    table = _open(runs_path, options)
     if table is None:
         raise FileNotFoundError(f"no runs table at {runs_path}")
     rows = _rows(table)
@@ -244,8 +246,8 @@ def _metric_lines(metrics_json: str | None) -> list[list[str]]:
     return lines
 
 
-def _cmd_models(models_path: str, n: int) -> str:
-    table = _open(models_path)
+def _cmd_models(models_path: str, n: int, options: dict[str, str] | None = None) -> str:
+    table = _open(models_path, options)
     if table is None:
         raise FileNotFoundError(f"no models table at {models_path}")
     rows = _rows(table)
@@ -362,13 +364,16 @@ def _cmd_show(cfg: Config, review_id: str) -> str | None:
     """Everything the lakehouse knows about one review; None when no table has it."""
     import textwrap
 
+    from ecomine.io import fs
+
     columns = cfg.columns.reviews
-    reviews = _by_key(_open(cfg.table("reviews")), columns.review_id, review_id)
-    scores = _by_key(_open(cfg.table("review_scores")), "review_id", review_id)
-    rejects = _by_key(_open(cfg.table("review_scores_rejects")), "review_id", review_id)
-    fraud_table = _open(cfg.table("review_fraud"))
+    opts = fs.delta_rs_options(cfg.storage)
+    reviews = _by_key(_open(cfg.table("reviews"), opts), columns.review_id, review_id)
+    scores = _by_key(_open(cfg.table("review_scores"), opts), "review_id", review_id)
+    rejects = _by_key(_open(cfg.table("review_scores_rejects"), opts), "review_id", review_id)
+    fraud_table = _open(cfg.table("review_fraud"), opts)
     fraud = _by_key(fraud_table, "review_id", review_id)
-    explained = _by_key(_open(cfg.table("review_explanations")), "review_id", review_id)
+    explained = _by_key(_open(cfg.table("review_explanations"), opts), "review_id", review_id)
     if not (reviews or scores or rejects):
         return None
     review = reviews[0] if reviews else {}
@@ -394,14 +399,16 @@ def console_main(argv: list[str] | None = None) -> int:
     second). Exit status: 0 ok, 1 review not found, 2 configuration or table error."""
     from ecomine import config
     from ecomine.errors import EcomineError
+    from ecomine.io import fs
 
     args = _console_parser().parse_args(argv)
     try:
         cfg = config.load(args.conf_dir, args.env, args.overrides)
+        opts = fs.delta_rs_options(cfg.storage)
         if args.command == "runs":
-            text = _cmd_runs(cfg.table("runs"), args.job, args.n)
+            text = _cmd_runs(cfg.table("runs"), args.job, args.n, opts)
         elif args.command == "models":
-            text = _cmd_models(cfg.table("models"), args.n)
+            text = _cmd_models(cfg.table("models"), args.n, opts)
         else:
             text = _cmd_show(cfg, args.review_id)
     except (EcomineError, FileNotFoundError) as e:

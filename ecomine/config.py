@@ -42,6 +42,7 @@ __all__ = [
     "ScoringConfig",
     "SparkConfig",
     "SplitConfig",
+    "S3Config",
     "StorageConfig",
     "TablesConfig",
     "TaskConfig",
@@ -60,18 +61,45 @@ TASK_KINDS = ("binary", "multiclass", "ordinal", "regression")
 
 
 @dataclass(frozen=True)
+class S3Config:
+    """S3A settings for ``s3a://`` storage (tables, artifacts, reports), applied to Spark's
+    Hadoop configuration (``spark.hadoop.fs.s3a.*``) and to delta-rs in the console.
+    Credentials never live here: the standard ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY``
+    (/ ``AWS_SESSION_TOKEN``) of the driver's environment, or the cluster's instance role."""
+
+    endpoint: str = ""  # empty: AWS itself; an S3-compatible server: http(s)://host:port
+    region: str = ""
+    path_style_access: bool = False  # most S3-compatible servers (MinIO, Ceph, moto) want true
+    connector: str = "auto"  # Maven coordinate of hadoop-aws; auto: the one matching pyspark's Hadoop
+
+    def __post_init__(self) -> None:
+        if self.endpoint and not re.match(r"^https?://", self.endpoint):
+            raise ConfigError(f"storage.s3.endpoint must start with http:// or https://, got {self.endpoint!r}")
+
+
+@dataclass(frozen=True)
 class StorageConfig:
+    """Where everything ecomine writes lives: tables, model artifacts, run reports and the
+    writer lock all resolve under ``root`` (a local folder or any Hadoop file system URI:
+    ``s3a://``, ``abfss://``, ``hdfs://``, ``file:``)."""
+
     root: str = "lakehouse"
-    artifacts: str = "lakehouse/_artifacts"
+    artifacts: str = ""  # empty: <root>/_artifacts
+    s3: S3Config = field(default_factory=S3Config)
 
     def table_path(self, name: str) -> str:
         """A table location: absolute paths and URIs as given, else under ``root``."""
-        if "://" in name or name.startswith("/"):
+        if "://" in name or name.startswith("/") or name.startswith("file:"):
             return name
         root = self.root
         if "://" not in root:
-            root = str(Path(root).absolute())
+            root = str(Path(root.removeprefix("file:")).absolute())
         return root.rstrip("/") + "/" + name
+
+    @property
+    def artifacts_path(self) -> str:
+        """Model artifacts' root: ``artifacts`` (absolute) or ``<root>/_artifacts``."""
+        return self.table_path(self.artifacts or "_artifacts")
 
 
 @dataclass(frozen=True)
@@ -295,8 +323,11 @@ class ScoringConfig:
     rescore: str = "all_on_model_change"
     precision: str = "auto"
     incremental: bool = True
+    model_cache_size: int = 2
 
     def __post_init__(self) -> None:
+        if self.model_cache_size < 1:
+            raise ConfigError(f"scoring.model_cache_size must be >= 1, got {self.model_cache_size}")
         if self.precision not in ("auto", "fp32", "bf16", "int8"):
             raise ConfigError(f"scoring.precision must be auto|fp32|bf16|int8, got {self.precision!r}")
         if self.rescore not in ("all_on_model_change", "new_and_changed_only"):

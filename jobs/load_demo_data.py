@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     args = cli.job_parser(__doc__).parse_args(argv)
     cli.setup_logging(args.log_level)
     cfg = config.load(args.conf_dir, args.env, args.overrides)
-    spark = session.build("ecomine-load-demo-data", cfg.spark)
+    spark = session.build("ecomine-load-demo-data", cfg.spark, storage=cfg.storage)
     try:
         counts = run(spark, cfg, args.run_id)
     finally:

@@ -26,6 +26,7 @@ def run(spark, cfg: config.Config, train: bool = False, run_id: str | None = Non
             report.render_run_report(spark, cfg.storage, cfg.tables, r.run_id),
             report.reports_dir(cfg.storage),
             r.run_id,
+            spark=spark,
         )
     return r
 
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     cli.setup_logging(args.log_level)
     cfg = config.load(args.conf_dir, args.env, args.overrides)
     t0 = time.time()
-    spark = session.build("ecomine-nightly", cfg.spark)
+    spark = session.build("ecomine-nightly", cfg.spark, storage=cfg.storage)
     try:
         r = run(spark, cfg, train=args.train, run_id=args.run_id)
         print(_summary(spark, cfg, r, time.time() - t0))

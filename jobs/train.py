@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     args = cli.job_parser(__doc__).parse_args(argv)
     cli.setup_logging(args.log_level)
     cfg = config.load(args.conf_dir, args.env, args.overrides)
-    spark = session.build("ecomine-train", cfg.spark)
+    spark = session.build("ecomine-train", cfg.spark, storage=cfg.storage)
     try:
         manifest = run(spark, cfg, args.run_id)
     finally:

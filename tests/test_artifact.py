@@ -8,6 +8,7 @@ import json
 import pytest
 
 from ecomine.errors import ModelArtifactError
+from ecomine.io import fs
 from ecomine.model import artifact
 
 
@@ -15,7 +16,9 @@ def _publish(tmp_path, version="v1"):
     st = artifact.staging_dir(tmp_path)
     (st / "en").mkdir()
     (st / "en" / "heads.safetensors").write_bytes(b"weights-bytes")
-    return artifact.publish(st, tmp_path, version, {"tasks": []})
+    uri = artifact.publish(st, tmp_path, version, {"tasks": []})
+    assert uri == f"file:{tmp_path}/{version}"  # fully qualified: what the models table stores
+    return fs.local_path(uri)
 
 
 def test_manifest_lists_sha256_of_every_file(tmp_path):

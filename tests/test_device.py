@@ -66,10 +66,13 @@ def test_the_assigned_gpu_wins_when_cuda_is_visible(monkeypatch):
     assert device.choose_device("cpu", ["2"]) == "cpu"  # an explicit cpu preference is obeyed
 
 
-def test_gpu_assigned_but_invisible_or_required_but_absent_is_an_error(monkeypatch):
+def test_gpu_assigned_but_invisible_falls_back_to_cpu_and_required_but_absent_is_an_error(monkeypatch, caplog):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with caplog.at_level("WARNING"):
+        assert device.choose_device("auto", ["0"]) == "cpu"
+    assert "assigned GPU(s) ['0'] but torch sees no CUDA device: scoring on the CPU" in caplog.text
     with pytest.raises(RuntimeError, match=r"assigned GPU\(s\) \['0'\] but torch sees no CUDA"):
-        device.choose_device("auto", ["0"])
+        device.choose_device("cuda", ["0"])
     with pytest.raises(RuntimeError, match="'cuda' requested"):
         device.choose_device("cuda", None)
     assert device.choose_device("auto", None) == "cpu"

@@ -20,7 +20,7 @@ from deltalake import DeltaTable as RsTable
 
 from ecomine import config
 from ecomine.errors import ConcurrentRunError, DataError, ModelArtifactError, SchemaError
-from ecomine.io import lock
+from ecomine.io import fs, lock
 from jobs import load_demo_data, nightly, score, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -201,7 +201,9 @@ def test_bad_source_table_fails_before_writing(spark, lake, tmp_path, ddl, rows,
 
 def test_corrupt_or_missing_artifact_is_refused(spark, lake):
     cfg, _ = lake
-    path = Path(_pd(cfg, "models").query("status == 'current'").iloc[0]["artifact_path"])
+    uri = _pd(cfg, "models").query("status == 'current'").iloc[0]["artifact_path"]
+    assert uri.startswith("file:/")  # fully qualified, not relative to the driver's working directory
+    path = fs.local_path(uri)
     heads = path / "en" / "heads.safetensors"
     saved = heads.read_bytes()
     before = _versions(cfg)

@@ -46,15 +46,14 @@ import logging
 import math
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import jinja2
 
 from ecomine.config import StorageConfig, TablesConfig
+from ecomine.io import fs
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -826,33 +825,15 @@ def reports_dir(storage: StorageConfig) -> str:
     return storage.table_path("_reports")
 
 
-def write_report(html_text: str, directory: str | os.PathLike[str], run_id: str) -> str:
-    """Write ``<directory>/<run_id>.html`` and return its path. Local paths (and
-    ``file:`` URIs) are written atomically (temp file + rename); other URIs (s3://, ...)
-    through pyarrow's filesystem layer. ``run_id`` must be a plain file name."""
+def write_report(
+    html_text: str, directory: str | os.PathLike[str], run_id: str, spark: SparkSession | None = None
+) -> str:
+    """Write ``<directory>/<run_id>.html`` and return its location. Local paths (and
+    ``file:`` URIs) are written atomically (temp file + rename); other file systems
+    (s3a://, abfss://, ...) through Spark's Hadoop file system (``io/fs.py``: pass
+    ``spark``). ``run_id`` must be a plain file name."""
     if not _SAFE_ID.match(run_id):
         raise ValueError(f"run id {run_id!r} is not usable as a file name")
-    target_dir = str(directory)
-    if target_dir.startswith("file:"):
-        target_dir = re.sub(r"^file:/*", "/", target_dir)
-    if "://" in target_dir:
-        from pyarrow import fs
-
-        filesystem, base = fs.FileSystem.from_uri(target_dir)
-        filesystem.create_dir(base, recursive=True)
-        target = base.rstrip("/") + f"/{run_id}.html"
-        with filesystem.open_output_stream(target) as f:
-            f.write(html_text.encode("utf-8"))
-        return target_dir.rstrip("/") + f"/{run_id}.html"
-    p = Path(target_dir)
-    p.mkdir(parents=True, exist_ok=True)
-    target = p / f"{run_id}.html"
-    fd, tmp = tempfile.mkstemp(dir=p, prefix=f".{run_id}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(html_text)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return str(target)
+    target = fs.join(str(directory), f"{run_id}.html")
+    fs.write_text(spark, target, html_text)
+    return str(fs.local_path(target)) if fs.is_local(target) else target

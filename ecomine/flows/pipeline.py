@@ -19,7 +19,7 @@ from ecomine.flows.entities import ENTITIES
 from ecomine.flows.score import ScoreStats
 from ecomine.io import delta_io, demo_data, tables
 from ecomine.io.runs import Run
-from ecomine.model import artifact
+from ecomine.model import artifact, ship
 
 __all__ = ["derive_tables", "ensure_model", "fraud_input", "load_demo_data", "score_entities"]
 
@@ -80,8 +80,11 @@ def ensure_model(spark: SparkSession, cfg: Config, run: Run, force_train: bool =
 
 def score_entities(spark: SparkSession, cfg: Config, run: Run, model: dict[str, Any]) -> dict[str, ScoreStats]:
     """Score every entity (reviews, then catalog products) with ``model`` and publish each
-    into its Delta tables; the stats of each, by entity name."""
-    manifest = artifact.read_manifest(model["artifact_path"])  # verifies checksums before any executor loads it
+    into its Delta tables; the stats of each, by entity name.
+
+    The model travels with the job: ``ship.register`` verifies the artifact on the driver
+    and registers it with Spark, and executors unpack it from their SparkFiles."""
+    shipped, _, manifest = ship.register(spark, model["artifact_path"])
     run.model_version = manifest["model_version"]
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(cfg.scoring.arrow_batch_size))
     out: dict[str, ScoreStats] = {}
@@ -89,7 +92,7 @@ def score_entities(spark: SparkSession, cfg: Config, run: Run, model: dict[str, 
         if not entity.primary and not delta_io.table_exists(spark, cfg.table(entity.source)):
             log.warning("no %s table at %s: %s not written", entity.source, cfg.table(entity.source), entity.scores)
             continue
-        scored = score.score(spark, cfg, run, entity, model, manifest)
+        scored = score.score(spark, cfg, run, entity, shipped, manifest)
         if scored is not None:
             out[entity.name] = score.publish(spark, cfg, run, scored)
     return out
@@ -168,9 +171,8 @@ def derive_tables(spark: SparkSession, cfg: Config, run: Run, model: dict[str, A
 
     if cfg.explain.sample_size:
         t1 = time.time()
-        ex = explain.explain_run(
-            spark, cfg.explain, run.run_id, model["artifact_path"], scores, reviews, fr, explained_at=now
-        )
+        local = artifact.fetch(spark, model["artifact_path"])  # explanations run on the driver
+        ex = explain.explain_run(spark, cfg.explain, run.run_id, str(local), scores, reviews, fr, explained_at=now)
         m = delta_io.merge_into(
             spark,
             cfg.table("review_explanations"),

@@ -40,6 +40,7 @@ from ecomine.model.predict import output_columns
 
 if TYPE_CHECKING:
     from ecomine.flows.entities import Entity
+    from ecomine.model.ship import ShippedModel
 
 __all__ = [
     "PREPARED_TYPE",
@@ -272,29 +273,39 @@ class _Progress:
 
 def with_scores(
     df: DataFrame,
-    artifact_path: str,
+    shipped: ShippedModel,
     tasks: list[dict],
     batch_size: int,
     device_pref: str = "auto",
     num_threads: int = 0,
     precision: str = "fp32",
     scope: str = "reviews",
+    cache_size: int = 2,
 ) -> DataFrame:
     """Adds one column per task output (``<task>_label``, ``<task>_prob``, ...) plus
     ``n_tokens``, ``truncated``, from one forward pass per row of ``clean_text`` through the
-    artifact's model for ``language`` (``scope="catalog"``: the catalog model, ``tasks`` its tasks)."""
+    model for ``language`` (``scope="catalog"``: the catalog model, ``tasks`` its tasks).
+
+    ``shipped``: the model registered with Spark (``ship.register``); each task finds it
+    unpacked in its executor's SparkFiles, never at a driver path."""
     cols = output_columns(tasks)
     schema = ", ".join(f"{c} {t}" for c, t in cols)
 
     @F.pandas_udf(schema)
     def score_batches(batches: Iterator[tuple[pd.Series, pd.Series]]) -> Iterator[pd.DataFrame]:
+        import sys
+
         from ecomine.model.device import choose_device, spark_task_cpus, spark_task_gpus
         from ecomine.model.predict import get_predictor
 
-        device = choose_device(device_pref, spark_task_gpus())
+        gpus = spark_task_gpus()
+        device = choose_device(device_pref, gpus)
         threads = num_threads or spark_task_cpus()
-        # once per worker process: cached by get_predictor
-        predictor = get_predictor(artifact_path, device=device, num_threads=threads, precision=precision, scope=scope)
+        sys.stderr.write(f"ecomine: {scope} scoring task: Spark assigned GPU {gpus or 'none'}; device {device}\n")
+        # once per worker process: cached by get_predictor (bounded LRU)
+        predictor = get_predictor(
+            shipped, device=device, num_threads=threads, precision=precision, scope=scope, max_models=cache_size
+        )
         progress = _Progress(f"{scope} scoring on {device}, {precision}")
         for texts, langs in batches:
             yield predictor.predict(texts.tolist(), langs.tolist(), batch_size=batch_size)
@@ -401,10 +412,11 @@ def _stamps(version: str, run_id: str, now: datetime) -> list[Column]:
 
 
 def score(
-    spark: SparkSession, cfg: Config, run: Run, entity: Entity, model: dict[str, Any], manifest: dict[str, Any]
+    spark: SparkSession, cfg: Config, run: Run, entity: Entity, shipped: ShippedModel, manifest: dict[str, Any]
 ) -> Scored | None:
-    """Score the new and changed rows of ``entity`` with ``model`` (a ``models`` row whose
-    artifact has ``manifest``); None when the model has no sub-model for the entity."""
+    """Score the new and changed rows of ``entity`` with the model Spark ships to the
+    executors (``shipped``, whose artifact has ``manifest``); None when the model has no
+    sub-model for the entity."""
     section = entity.section(manifest)
     if section is None:
         log.info("model %s has no %s model: %s not written", manifest["model_version"], entity.name, entity.scores)
@@ -421,13 +433,14 @@ def score(
     scored = (
         todo.transform(
             with_scores,
-            artifact_path=model["artifact_path"],
+            shipped=shipped,
             tasks=tasks,
             batch_size=sc.batch_size,
             device_pref=sc.device,
             num_threads=sc.num_threads,
             precision=sc.precision,
             scope=entity.name,
+            cache_size=sc.model_cache_size,
         )
         .transform(entity.finish, spark=spark, cfg=cfg, tasks=tasks)
         .select(

@@ -32,7 +32,7 @@ from ecomine.config import Config, TaskConfig
 from ecomine.errors import ModelArtifactError
 from ecomine.flows.entities import CATALOG_ENTITY, REVIEWS_ENTITY, Entity
 from ecomine.flows.score import with_key_checks
-from ecomine.io import delta_io, tables
+from ecomine.io import delta_io, fs, tables
 from ecomine.labels import ordinal_values, task_targets
 from ecomine.metrics import classification_report, ordinal_report, regression_report
 from ecomine.model import artifact
@@ -258,12 +258,15 @@ def evaluate_predictor(pred: Predictor, sub: SubModel, data, batch_size: int) ->
 # --------------------------------------------------------------------------- train
 
 
-def _current_predictors(current: dict[str, Any] | None, entities: set[str]) -> dict[str, Predictor]:
+def _current_predictors(
+    spark: SparkSession, current: dict[str, Any] | None, entities: set[str]
+) -> dict[str, Predictor]:
     """The current model's predictor per entity scope it has (for the promotion comparison)."""
     out: dict[str, Predictor] = {}
+    local = artifact.fetch(spark, current["artifact_path"]) if current is not None else None
     for scope in sorted(entities) if current is not None else ():
         try:
-            out[scope] = Predictor(current["artifact_path"], device="cpu", scope=scope)
+            out[scope] = Predictor(local, device="cpu", scope=scope)
         except ModelArtifactError:  # the current model has no sub-model for this entity
             continue
     return out
@@ -274,7 +277,7 @@ def _fit_all(
 ) -> tuple[dict, dict, dict]:
     """Fit every sub-model; (fitted by name, source (table, version) by entity, current metrics by name)."""
     subs = submodels(cfg)
-    predictors = _current_predictors(current, {s.entity.name for s in subs})
+    predictors = _current_predictors(spark, current, {s.entity.name for s in subs})
     fitted: dict[str, Fitted] = {}
     sources: dict[str, dict[str, Any]] = {}
     for entity in dict.fromkeys(s.entity for s in subs):
@@ -321,7 +324,7 @@ def train(spark: SparkSession, cfg: Config, run_id: str) -> dict[str, Any]:
     ``current`` when the promotion rule accepts it (else ``rejected``, with the reason)."""
     t0 = time.time()
     current = current_model(spark, cfg)
-    staging = artifact.staging_dir(cfg.storage.artifacts)
+    staging = artifact.staging_dir(cfg.storage.artifacts_path)
     fitted, sources, current_metrics = _fit_all(spark, cfg, staging, current)
     if not any(n != "catalog" for n in fitted):
         raise ValueError(f"no language in model.encoders {sorted(cfg.model.encoders)} has labelled training rows")
@@ -333,24 +336,25 @@ def train(spark: SparkSession, cfg: Config, run_id: str) -> dict[str, Any]:
     if current is not None:
         decision["current_model"] = current["model_version"]
     manifest["promotion"] = decision
-    path = artifact.publish(staging, cfg.storage.artifacts, version, manifest)
+    uri = artifact.publish(staging, cfg.storage.artifacts_path, version, manifest, spark=spark)
     status = "current" if decision["promote"] else "rejected"
-    record_model(spark, cfg, manifest | {"model_version": version}, str(path), status=status)
+    record_model(spark, cfg, manifest | {"model_version": version}, uri, status=status)
     if decision["promote"] and current is not None:
         retire = {**current, "status": "retired"}
         delta_io.upsert_rows(
             spark, cfg.table("models"), [retire], MODELS_DDL, ["model_version"], metadata={"run_id": run_id}
         )
-    log.info("model %s published at %s in %.0fs; %s: %s", version, path, time.time() - t0, status, decision["reason"])
-    return artifact.read_manifest(path, verify=False) | {"artifact_path": str(path)}
+    log.info("model %s published at %s in %.0fs; %s: %s", version, uri, time.time() - t0, status, decision["reason"])
+    return artifact.read_manifest(artifact.fetch(spark, uri), verify=False) | {"artifact_path": uri}
 
 
 def record_model(spark: SparkSession, cfg: Config, manifest: dict[str, Any], path: str, status: str) -> None:
+    """One ``models`` row; ``path`` is stored fully qualified (``file:/...``, ``s3a://...``)."""
     row = {
         "model_version": manifest["model_version"],
         "created_at": datetime.fromisoformat(manifest["created_at"]),
         "run_id": manifest["run_id"],
-        "artifact_path": path,
+        "artifact_path": fs.qualify_local(path),
         "status": status,
         "base_models": json.dumps({k: v["base_model"] for k, v in manifest["languages"].items()}),
         "source_table": manifest["source"]["table"],

@@ -133,7 +133,7 @@ def recorded(spark: SparkSession, runs_path: str, lock_root: str, job: str, run_
     from ecomine.io import lock
 
     rid = run_id or new_run_id()
-    with lock.exclusive(lock_root, "writer", rid) as stale:
+    with lock.exclusive(lock_root, "writer", rid, spark=spark) as stale:
         if stale and stale.get("run_id"):
             mark_abandoned(spark, runs_path, stale["run_id"], "abandoned: its process died while holding the lock")
         r = Run(spark, runs_path, job=job, run_id=rid).start()

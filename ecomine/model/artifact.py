@@ -7,6 +7,10 @@ Layout of ``<artifacts root>/<model_version>/``::
     <lang>/tokenizer/          tokenizer files
     <lang>/heads.safetensors   one linear head per task
 
+Artifacts live under ``storage.artifacts_path`` on any file system (``ecomine/io/fs.py``);
+the ``models`` table records each one's fully qualified URI. The driver works on a local
+verified copy (``fetch``); executors get the model through Spark (``model/ship.py``).
+
 Loading verifies every checksum and refuses pickled weights (``.bin``, ``.pt``, ``.pkl``):
 safetensors cannot execute code, pickles can.
 """
@@ -15,15 +19,24 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
+import tempfile
+import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ecomine.errors import ModelArtifactError
+from ecomine.io import fs
 
-__all__ = ["MANIFEST", "PICKLE_SUFFIXES", "publish", "read_manifest", "sha256_file", "staging_dir"]
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+__all__ = ["MANIFEST", "PICKLE_SUFFIXES", "fetch", "publish", "read_manifest", "sha256_file", "staging_dir"]
+
+log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
@@ -38,43 +51,85 @@ def sha256_file(path: Path) -> str:
 
 
 def _local(path: str | Path) -> Path:
-    s = str(path)
-    if s.startswith("file:"):
-        s = s[len("file:") :]
-        while s.startswith("//"):
-            s = s[1:]
-    if "://" in s:
-        raise ModelArtifactError(
-            f"artifact location {path} is not a local/mounted path; mount it (DBFS fuse, s3fs) or copy it first"
-        )
-    return Path(s)
+    """The local directory of an artifact location (plain path or ``file:`` URI)."""
+    if not fs.is_local(str(path)):
+        raise ModelArtifactError(f"artifact location {path} is not local: fetch it first (artifact.fetch)")
+    return fs.local_path(str(path))
 
 
-def publish(staging: Path, root: str | Path, version: str, manifest: dict[str, Any]) -> Path:
-    """Write checksums into the manifest and move ``staging`` to ``root/version`` atomically."""
-    root_p = _local(root)
-    root_p.mkdir(parents=True, exist_ok=True)
+def _checksums(staging: Path) -> dict[str, str]:
     files = {}
     for p in sorted(staging.rglob("*")):
         if p.is_file() and p.name != MANIFEST:
             if p.suffix in PICKLE_SUFFIXES:
                 raise ModelArtifactError(f"refusing to publish pickled weights {p}")
             files[str(p.relative_to(staging))] = sha256_file(p)
-    manifest = dict(manifest, files=files, model_version=version)
+    return files
+
+
+def publish(
+    staging: Path, root: str | Path, version: str, manifest: dict[str, Any], spark: SparkSession | None = None
+) -> str:
+    """Write checksums into the manifest and publish ``staging`` as ``root/version``;
+    returns the artifact's fully qualified URI (``file:/...``, ``s3a://...``).
+
+    Local roots: one atomic rename. Other file systems (through Spark's Hadoop
+    configuration): every file is uploaded, the manifest last, so an artifact without
+    its manifest is incomplete and is refused by ``read_manifest``."""
+    manifest = dict(manifest, files=_checksums(staging), model_version=version)
     (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
-    final = root_p / version
-    if final.exists():
-        raise ModelArtifactError(f"artifact {final} already exists; versions are immutable")
-    os.replace(staging, final) if staging.parent == root_p else shutil.move(str(staging), str(final))
-    return final
+    uri = fs.join(fs.qualify_local(str(root)), version)
+    if fs.exists(spark, fs.join(uri, MANIFEST)) or (fs.is_local(uri) and fs.local_path(uri).exists()):
+        raise ModelArtifactError(f"artifact {uri} already exists; versions are immutable")
+    if fs.is_local(uri):
+        final = fs.local_path(uri)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staging, final) if staging.parent == final.parent else shutil.move(str(staging), str(final))
+    else:
+        fs.upload_dir(spark, staging, uri, last=MANIFEST)
+        shutil.rmtree(staging, ignore_errors=True)
+    return uri
 
 
 def staging_dir(root: str | Path) -> Path:
-    root_p = _local(root)
-    root_p.mkdir(parents=True, exist_ok=True)
-    d = root_p / f".staging-{uuid.uuid4().hex}"
-    d.mkdir()
-    return d
+    """A fresh local directory to build an artifact in: inside a local ``root`` (so
+    publishing is a rename on the same file system), else a local temp directory."""
+    if fs.is_local(str(root)):
+        root_p = _local(root)
+        root_p.mkdir(parents=True, exist_ok=True)
+        d = root_p / f".staging-{uuid.uuid4().hex}"
+        d.mkdir()
+        return d
+    return Path(tempfile.mkdtemp(prefix="ecomine-artifact-staging-"))
+
+
+def fetch(spark: SparkSession | None, uri: str, cache_dir: str | Path | None = None) -> Path:
+    """A local, verified copy of the artifact at ``uri`` for the driver (scoring
+    registration, the promotion comparison, explanations).
+
+    A local artifact is used in place. Any other is downloaded once into
+    ``cache_dir/<version>`` (default: ``$ECOMINE_CACHE`` or ``~/.cache/ecomine/artifacts``)
+    and checked against its manifest; a cached copy that no longer matches is fetched
+    again."""
+    if fs.is_local(uri):
+        return _local(uri)
+    cache = Path(cache_dir or os.environ.get("ECOMINE_CACHE") or Path.home() / ".cache" / "ecomine" / "artifacts")
+    target = cache / uri.rstrip("/").rsplit("/", 1)[-1]
+    if target.is_dir():
+        try:
+            read_manifest(target, verify=True)
+            return target
+        except ModelArtifactError as e:
+            log.warning("cached artifact %s is unusable (%s): fetching it again", target, e)
+            shutil.rmtree(target)
+    if not fs.exists(spark, fs.join(uri, MANIFEST)):
+        raise ModelArtifactError(f"model artifact {uri} does not exist or is incomplete (no {MANIFEST})")
+    partial = cache / f".{target.name}.{uuid.uuid4().hex}"
+    t0 = time.time()
+    fs.download_dir(spark, uri, partial)
+    os.replace(partial, target)
+    log.info("fetched model artifact %s to %s in %.1fs", uri, target, time.time() - t0)
+    return target
 
 
 def read_manifest(path: str | Path, verify: bool = True) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 __all__ = ["choose_device", "spark_task_cpus", "spark_task_gpus"]
@@ -13,6 +14,9 @@ def choose_device(preference: str = "auto", task_gpus: list[str] | None = None) 
     ``task_gpus`` are the GPU addresses Spark assigned to the current task
     (``TaskContext.get().resources()["gpu"].addresses``); the first one wins. With
     ``preference='auto'`` and no assignment, use cuda:0 when torch sees a GPU.
+    When Spark assigned a GPU that torch cannot see (a driver/CUDA mismatch, a CPU-only
+    torch build on a GPU node, or a cluster whose workers advertise GPUs they lack),
+    ``auto`` falls back to the CPU with a warning naming the address, so the run finishes;
     ``preference='cuda'`` without a visible GPU is an error rather than a silent CPU run.
     """
     import torch
@@ -21,9 +25,14 @@ def choose_device(preference: str = "auto", task_gpus: list[str] | None = None) 
         return "cpu"
     has_cuda = torch.cuda.is_available()
     if task_gpus:
-        if not has_cuda:
+        if has_cuda:
+            return f"cuda:{int(task_gpus[0])}"
+        if preference == "cuda":
             raise RuntimeError(f"Spark assigned GPU(s) {task_gpus} but torch sees no CUDA device")
-        return f"cuda:{int(task_gpus[0])}"
+        logging.getLogger(__name__).warning(
+            "Spark assigned GPU(s) %s but torch sees no CUDA device: scoring on the CPU", task_gpus
+        )
+        return "cpu"
     if has_cuda:
         return "cuda:0"
     if preference == "cuda":

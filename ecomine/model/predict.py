@@ -1,8 +1,9 @@
 """Executor-side prediction: load an artifact once per Python worker, score texts in batches.
 
-Imports no training code. ``get_predictor`` caches one ``Predictor`` per (artifact,
-device) in the worker process, so with ``spark.python.worker.reuse=true`` the model is
-loaded once per worker, not per batch or per row.
+Imports no training code. ``get_predictor`` caches the ``Predictor`` of a shipped model
+(``ship.ShippedModel``: the artifact Spark unpacked on this executor) per (model, device,
+precision, scope) in the worker process, in a bounded LRU, so with
+``spark.python.worker.reuse=true`` the model is loaded once per worker, not per batch or row.
 
 Batches are length-aware: texts are tokenized once, sorted by token count, cut into
 batches of ``batch_size`` and padded only to the longest text of their batch; outputs
@@ -28,23 +29,30 @@ import json
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from ecomine.errors import ModelArtifactError
+from ecomine.io import fs
 from ecomine.labels import ordinal_values
 from ecomine.model import artifact
+
+if TYPE_CHECKING:
+    from ecomine.model.ship import ShippedModel
 
 __all__ = [
     "ANY",
     "CATALOG",
     "HEADS_META",
     "REVIEWS",
+    "DEFAULT_CACHE_SIZE",
     "Predictor",
+    "cached_models",
     "frame_from_columns",
     "get_predictor",
     "output_columns",
@@ -54,7 +62,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_CACHE: dict[tuple[str, str, str, str], Predictor] = {}
+DEFAULT_CACHE_SIZE = 2
+_CACHE: OrderedDict[tuple[str, str, str, str, str], Predictor] = OrderedDict()
 _LOCK = threading.Lock()
 HEADS_META = "heads.json"
 REVIEWS, CATALOG = "reviews", "catalog"  # Predictor scopes
@@ -167,7 +176,7 @@ class Predictor:
         self.manifest = artifact.read_manifest(path, verify=verify)
         self.max_length: int = int(self.manifest["max_length"])
         self.model_version: str = self.manifest["model_version"]
-        root = Path(str(path).replace("file:", "", 1) if str(path).startswith("file:") else str(path))
+        root = fs.local_path(str(path))
         if scope == REVIEWS:
             self.tasks: list[dict[str, Any]] = self.manifest["tasks"]
             self.models = {
@@ -256,17 +265,58 @@ def raw_head_output(kind: str, logits):
 
 
 def get_predictor(
-    path: str, device: str = "cpu", num_threads: int | None = None, precision: str = "fp32", scope: str = REVIEWS
+    shipped: ShippedModel | str | Path,
+    device: str = "cpu",
+    num_threads: int | None = None,
+    precision: str = "fp32",
+    scope: str = REVIEWS,
+    max_models: int = DEFAULT_CACHE_SIZE,
 ) -> Predictor:
-    """The worker-wide cached Predictor for (artifact path, device, precision, scope): loaded once per worker."""
-    key = (str(path), device, precision, scope)
+    """The worker-wide cached Predictor: loaded (and every file's checksum verified) once per
+    Python worker process, then reused by every batch and task that worker runs.
+
+    ``shipped``: the model as Spark shipped it (``ship.ShippedModel``, on executors) or a
+    local artifact directory (driver-side tools). The cache is an LRU of at most
+    ``max_models`` loaded models per process (like Spark ML's ``ModelCache``): a worker that
+    scores with a new model version drops the least recently used one instead of growing."""
+    from ecomine.model.ship import ShippedModel
+
+    if isinstance(shipped, ShippedModel):
+        key = (shipped.model_version, shipped.manifest_sha256, device, precision, scope)
+    else:
+        key = (str(shipped), "", device, precision, scope)
     with _LOCK:
         pred = _CACHE.get(key)
-        if pred is None:
-            if num_threads:
-                import torch
+        if pred is not None:
+            _CACHE.move_to_end(key)
+            return pred
+        if num_threads:
+            import torch
 
-                torch.set_num_threads(num_threads)
-            pred = Predictor(path, device=device, precision=precision, scope=scope)
-            _CACHE[key] = pred
+            torch.set_num_threads(num_threads)
+        path = shipped.local_dir() if isinstance(shipped, ShippedModel) else shipped
+        pred = Predictor(path, device=device, precision=precision, scope=scope)
+        _CACHE[key] = pred
+        while len(_CACHE) > max(1, max_models):
+            old_key, _ = _CACHE.popitem(last=False)
+            log.info(
+                "predictor cache full (%d): dropped model %s (%s, %s)", max_models, old_key[0], old_key[4], old_key[2]
+            )
+            _release(device)
         return pred
+
+
+def cached_models() -> list[tuple[str, str, str, str, str]]:
+    """Keys of the models loaded in this process, least recently used first (for tests and logs)."""
+    with _LOCK:
+        return list(_CACHE)
+
+
+def _release(device: str) -> None:
+    import gc
+
+    gc.collect()
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.empty_cache()

@@ -17,11 +17,13 @@ def main() -> int:
     t0 = time.time()
     from ecomine import config, session
 
-    cfg = config.load("conf", "test")
-    spark = session.build("ecomine-setup", cfg.spark)  # resolves io.delta jars through Ivy once
+    # Resolves Delta's jar and the S3A connector (hadoop-aws + AWS SDK, for s3a:// storage and
+    # the object-storage test) through Ivy once; later sessions find them in the Ivy cache.
+    cfg = config.load("conf", "test", ["storage.root=s3a://ecomine-setup/lake"])
+    spark = session.build("ecomine-setup", cfg.spark, storage=cfg.storage)
     spark.range(1).count()
     spark.stop()
-    log.info("Delta jars ready (%.0fs)", time.time() - t0)
+    log.info("Delta and S3A connector jars ready (%.0fs)", time.time() - t0)
     try:
         from ecomine.tools import e5_convert
     except ImportError:
