@@ -24,6 +24,7 @@ if [ $# -lt 1 ]; then
   exit 2
 fi
 JOB="$1"; shift
+MASTER="${SPARK_MASTER:-local[*]}"
 [ -f "$JOB" ] || JOB="$HERE/$JOB"
 
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 ECOMINE_SUBMITTED=1 TRANSFORMERS_VERBOSITY="${TRANSFORMERS_VERBOSITY:-error}"
@@ -50,7 +51,6 @@ args=(
   --driver-java-options "-Dlog4j2.configurationFile=file:${ECOMINE_LOG4J:-$HERE/conf/log4j2.properties}"
   --py-files "$HERE/build/ecomine.zip"
 )
-MASTER="${SPARK_MASTER:-local[*]}"
 if [[ "$MASTER" == local* || "$MASTER" == spark://127.0.0.1:* || "$MASTER" == spark://localhost:* ]]; then
   # everything on this machine: the driver listens on loopback only
   args+=(--conf spark.driver.bindAddress=127.0.0.1 --conf spark.driver.host=127.0.0.1)
