@@ -136,8 +136,20 @@ def _serve(host: str, port: int) -> None:
     ``fs.s3a.connection.expect.continue=false`` only reaches the sync (Apache) client, so fix
     the server: suppress http.server's copy (what getmoto/moto PR #9975 does upstream).
     """
+    import threading
+
     import moto.server
     from moto.moto_server.werkzeug_app import MotoRequestHandler
+
+    parent = os.getppid()
+
+    def _exit_with_parent() -> None:
+        # A test run killed hard (SIGKILL, Ctrl-C twice) never reaches moto_s3's finally: don't outlive it.
+        while os.getppid() == parent:
+            time.sleep(1)
+        os._exit(0)
+
+    threading.Thread(target=_exit_with_parent, daemon=True).start()
 
     class _OneContinueHandler(MotoRequestHandler):
         def handle_expect_100(self) -> bool:
