@@ -205,9 +205,9 @@ def write_text(spark: SparkSession | None, uri: str, text: str) -> None:
 def create_new(spark: SparkSession | None, uri: str, text: str) -> bool:
     """Create ``uri`` with ``text`` only if it does not exist; False when it does.
 
-    Local: atomic (``O_CREAT | O_EXCL``). Hadoop file systems: ``create(path,
-    overwrite=false)``, atomic on HDFS and ABFS; on S3A it is a check-then-write (see
-    docs/operations.md: schedule one run at a time there)."""
+    Local: atomic (``O_CREAT | O_EXCL``). Hadoop file systems: ``createFile(path)
+    .overwrite(false)``, atomic on HDFS and ABFS; on S3A with the conditional-create option,
+    so the store refuses a second creator (``If-None-Match: *``, HTTP 412)."""
     if is_local(uri):
         p = local_path(uri)
         p.parent.mkdir(parents=True, exist_ok=True)
@@ -221,16 +221,25 @@ def create_new(spark: SparkSession | None, uri: str, text: str) -> bool:
     fs, path = _hadoop(_need(spark, uri), uri)
     if fs.exists(path):
         return False
+    return _create_if_absent(fs, path, uri, text)
+
+
+def _create_if_absent(fs, path, uri: str, text: str) -> bool:
+    """The atomic part of ``create_new`` (what decides a race between two creators)."""
+    builder = fs.createFile(path).overwrite(False)
+    if uri.startswith("s3a://"):
+        # S3A (Hadoop >= 3.4.2) sends If-None-Match: * : the store itself refuses a second creator (412)
+        builder = builder.must("fs.option.create.conditional.overwrite", True)
     try:
-        out = fs.create(path, False)
-    except Exception as e:  # py4j wraps FileAlreadyExistsException
-        if "FileAlreadyExists" in str(e):
+        out = builder.build()
+        try:
+            out.write(bytearray(text.encode("utf-8")))
+        finally:
+            out.close()  # on S3A the object is created (or refused) here
+    except Exception as e:  # py4j wraps the Java exception
+        if any(m in str(e) for m in ("FileAlreadyExists", "RemoteFileChanged", "412", "PreconditionFailed")):
             return False
         raise
-    try:
-        out.write(bytearray(text.encode("utf-8")))
-    finally:
-        out.close()
     return True
 
 

@@ -1,9 +1,10 @@
 """One writer at a time: an exclusive lock file next to the tables (``<root>/_locks``).
 
 Created with ``fs.create_new``: ``os.open(O_CREAT | O_EXCL)`` locally (atomic on local and
-POSIX network file systems), Hadoop ``create(overwrite=false)`` on other file systems
-(atomic on HDFS and ABFS; on S3A a check-then-write, so there also schedule one instance
-at a time, e.g. Airflow ``max_active_runs=1``). Of two runs started at once one gets the
+POSIX network file systems), Hadoop ``createFile().overwrite(false)`` on other file systems
+(atomic on HDFS and ABFS, and on S3A through a conditional PUT, ``If-None-Match: *``; an
+S3-compatible store without conditional writes makes it check-then-write, so there also
+schedule one instance at a time, e.g. Airflow ``max_active_runs=1``). Of two runs started at once one gets the
 lock; the other fails fast with ``ConcurrentRunError`` naming the holder. A lock left by a
 process that died (same host, pid gone) is taken over and reported.
 """
@@ -47,8 +48,6 @@ def exclusive(root: str, name: str, run_id: str, spark: SparkSession | None = No
     uri = fs.join(fs.qualify_local(root), "_locks", f"{name}.lock")
     me = {"run_id": run_id, "pid": os.getpid(), "host": socket.gethostname()}
     stale = None
-    if not fs.is_local(uri):
-        log.info("writer lock %s on %s: exclusive only where the store has atomic create", uri, uri.split(":", 1)[0])
     for _ in range(2):
         if fs.create_new(spark, uri, json.dumps(me)):
             break
