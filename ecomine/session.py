@@ -67,8 +67,8 @@ def build(
     builder = SparkSession.builder.appName(app_name)
     for key, value in conf.items():
         builder = builder.config(key, str(value))
-    packages = jar_packages(cfg, storage)
-    if packages and not launched_by_submit:
+    packages = "" if launched_by_submit else jar_packages(cfg, storage)
+    if packages:
         builder = builder.config("spark.jars.packages", packages)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(os.environ.get("ECOMINE_SPARK_LOG_LEVEL", "WARN"))

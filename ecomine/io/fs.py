@@ -99,12 +99,16 @@ def hadoop_aws_coordinate(storage: StorageConfig) -> str:
         return storage.s3.connector
     import pyspark
 
-    jars = Path(pyspark.__file__).parent / "jars"
-    found = sorted(jars.glob("hadoop-client-api-*.jar"))
-    if not found:
-        raise RuntimeError(f"no hadoop-client-api jar under {jars}: set storage.s3.connector explicitly")
-    version = found[-1].name[len("hadoop-client-api-") : -len(".jar")]
-    return f"org.apache.hadoop:hadoop-aws:{version}"
+    # SPARK_HOME/jars; under spark-submit pyspark is imported from SPARK_HOME/python/lib/pyspark.zip
+    here = Path(pyspark.__file__).resolve()
+    candidates = [Path(os.environ["SPARK_HOME"]) / "jars"] if os.environ.get("SPARK_HOME") else []
+    candidates += [p / "jars" for p in here.parents]
+    for jars in candidates:
+        found = sorted(jars.glob("hadoop-client-api-*.jar")) if jars.is_dir() else []
+        if found:
+            version = found[-1].name[len("hadoop-client-api-") : -len(".jar")]
+            return f"org.apache.hadoop:hadoop-aws:{version}"
+    raise RuntimeError(f"no hadoop-client-api jar near {here} or in $SPARK_HOME: set storage.s3.connector explicitly")
 
 
 def maven_packages(storage: StorageConfig, delta_coordinate: str, locations: list[str] | tuple[str, ...] = ()) -> str:

@@ -34,7 +34,16 @@ from ecomine.io import fs
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-__all__ = ["MANIFEST", "PICKLE_SUFFIXES", "fetch", "publish", "read_manifest", "sha256_file", "staging_dir"]
+__all__ = [
+    "MANIFEST",
+    "PICKLE_SUFFIXES",
+    "cache_dir",
+    "fetch",
+    "publish",
+    "read_manifest",
+    "sha256_file",
+    "staging_dir",
+]
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +96,19 @@ def publish(
         os.replace(staging, final) if staging.parent == final.parent else shutil.move(str(staging), str(final))
     else:
         fs.upload_dir(spark, staging, uri, last=MANIFEST)
-        shutil.rmtree(staging, ignore_errors=True)
+        cached = cache_dir() / version  # the driver's verified local copy (what ``fetch`` would download)
+        if cached.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+        else:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(staging), str(cached))
     return uri
+
+
+def cache_dir() -> Path:
+    """Where the driver keeps local copies of remote artifacts: ``$ECOMINE_CACHE`` or
+    ``~/.cache/ecomine/artifacts``."""
+    return Path(os.environ.get("ECOMINE_CACHE") or Path.home() / ".cache" / "ecomine" / "artifacts")
 
 
 def staging_dir(root: str | Path) -> Path:
@@ -103,17 +123,16 @@ def staging_dir(root: str | Path) -> Path:
     return Path(tempfile.mkdtemp(prefix="ecomine-artifact-staging-"))
 
 
-def fetch(spark: SparkSession | None, uri: str, cache_dir: str | Path | None = None) -> Path:
+def fetch(spark: SparkSession | None, uri: str, cache: str | Path | None = None) -> Path:
     """A local, verified copy of the artifact at ``uri`` for the driver (scoring
     registration, the promotion comparison, explanations).
 
     A local artifact is used in place. Any other is downloaded once into
-    ``cache_dir/<version>`` (default: ``$ECOMINE_CACHE`` or ``~/.cache/ecomine/artifacts``)
-    and checked against its manifest; a cached copy that no longer matches is fetched
-    again."""
+    ``<cache>/<version>`` (default ``cache_dir()``) and checked against its manifest; a
+    cached copy that no longer matches is fetched again."""
     if fs.is_local(uri):
         return _local(uri)
-    cache = Path(cache_dir or os.environ.get("ECOMINE_CACHE") or Path.home() / ".cache" / "ecomine" / "artifacts")
+    cache = Path(cache or cache_dir())
     target = cache / uri.rstrip("/").rsplit("/", 1)[-1]
     if target.is_dir():
         try:
