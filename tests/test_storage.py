@@ -115,21 +115,23 @@ def test_the_archive_unpacks_to_the_artifact_and_is_checked_against_the_drivers_
         ship.ShippedModel("ecomine-model-v2-def.tar", digest, "v2").local_dir()
 
 
-def test_predictor_cache_is_a_bounded_lru(monkeypatch):
+def test_predictor_cache_is_a_bounded_lru_of_model_versions(monkeypatch):
     loaded = []
 
     class FakePredictor:  # stands in for loading real weights: the cache policy is what is tested
         def __init__(self, path, device, precision, scope):
-            loaded.append(str(path))
+            loaded.append((str(path), scope))
 
     monkeypatch.setattr(predict, "Predictor", FakePredictor)
     monkeypatch.setattr(predict, "_CACHE", type(predict._CACHE)())
     a, b, c = (f"/models/{v}" for v in "abc")
     first = predict.get_predictor(a, max_models=2)
     assert predict.get_predictor(a, max_models=2) is first  # loaded once per process
+    predict.get_predictor(a, scope=predict.CATALOG, max_models=2)  # a second scope of the same version
     predict.get_predictor(b, max_models=2)
-    predict.get_predictor(a, max_models=2)  # a becomes the most recently used
-    predict.get_predictor(c, max_models=2)  # evicts b, not a
-    assert [k[0] for k in predict.cached_models()] == [a, c]
-    predict.get_predictor(b, max_models=2)
-    assert loaded == [a, b, c, b]
+    predict.get_predictor(a, max_models=2)  # a becomes the most recently used version
+    predict.get_predictor(c, max_models=2)  # evicts b, not a (nor a's catalog scope)
+    assert [(k[0], k[4]) for k in predict.cached_models()] == [(a, "catalog"), (a, "reviews"), (c, "reviews")]
+    predict.get_predictor(b, max_models=2)  # evicts a, both scopes
+    assert [k[0] for k in predict.cached_models()] == [c, b]
+    assert loaded == [(a, "reviews"), (a, "catalog"), (b, "reviews"), (c, "reviews"), (b, "reviews")]

@@ -277,8 +277,9 @@ def get_predictor(
 
     ``shipped``: the model as Spark shipped it (``ship.ShippedModel``, on executors) or a
     local artifact directory (driver-side tools). The cache is an LRU of at most
-    ``max_models`` loaded models per process (like Spark ML's ``ModelCache``): a worker that
-    scores with a new model version drops the least recently used one instead of growing."""
+    ``max_models`` model versions per process (each with the scopes it was used for, like
+    Spark ML's ``ModelCache``): a worker that scores with a new model version drops the least
+    recently used one instead of growing."""
     from ecomine.model.ship import ShippedModel
 
     if isinstance(shipped, ShippedModel):
@@ -297,13 +298,19 @@ def get_predictor(
         path = shipped.local_dir() if isinstance(shipped, ShippedModel) else shipped
         pred = Predictor(path, device=device, precision=precision, scope=scope)
         _CACHE[key] = pred
-        while len(_CACHE) > max(1, max_models):
-            old_key, _ = _CACHE.popitem(last=False)
-            log.info(
-                "predictor cache full (%d): dropped model %s (%s, %s)", max_models, old_key[0], old_key[4], old_key[2]
-            )
-            _release(device)
+        _evict(max(1, max_models), device)
         return pred
+
+
+def _evict(max_models: int, device: str) -> None:
+    """Drop the least recently used model versions (every scope and device of each) until at
+    most ``max_models`` versions stay loaded."""
+    versions = list(dict.fromkeys(k[:2] for k in reversed(_CACHE)))  # most recent first
+    for version in versions[max_models:]:
+        for k in [k for k in _CACHE if k[:2] == version]:
+            del _CACHE[k]
+        log.info("predictor cache holds %d model versions: dropped %s", max_models, version[0])
+        _release(device)
 
 
 def cached_models() -> list[tuple[str, str, str, str, str]]:
