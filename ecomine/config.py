@@ -118,6 +118,8 @@ class TablesConfig:
     reviewer_profiles: str = "reviewer_profiles"
     review_explanations: str = "review_explanations"
     catalog_scores: str = "catalog_scores"
+    review_score_cache: str = "review_score_cache"
+    catalog_score_cache: str = "catalog_score_cache"
 
 
 @dataclass(frozen=True)
@@ -324,6 +326,7 @@ class ScoringConfig:
     precision: str = "auto"
     incremental: bool = True
     model_cache_size: int = 2
+    content_addressed: bool = True
 
     def __post_init__(self) -> None:
         if self.model_cache_size < 1:

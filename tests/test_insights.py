@@ -720,6 +720,7 @@ DOC_TABLES = [
     "review_scores",
     "review_scores_rejects",
     "catalog_scores",
+    "review_score_cache",
     "runs",
     "models",
     "review_fraud",

@@ -29,7 +29,8 @@ class Entity:
     ``name`` is also the predictor scope (which sub-models of the artifact read it);
     ``key`` keys the source rows and the scores table; ``rejects`` names a rejects table of
     its own, or None when rejected rows are kept in the scores table (a ``reject_reason``
-    and null outputs). ``prepare(df, scoring=, section=)`` adds ``clean_text``,
+    and null outputs); ``cache`` names the table of model outputs per (model version,
+    precision, language, text hash) that content-addressed scoring reuses. ``prepare(df, scoring=, section=)`` adds ``clean_text``,
     ``text_cut``, ``text_sha256``, ``language`` and a text ``reject_reason``; ``section``
     is the artifact manifest's part for this entity (``section(manifest)``). ``finish``
     adds the columns derived from the outputs. The scores table's columns are the key,
@@ -40,6 +41,7 @@ class Entity:
     source: str
     scores: str
     rejects: str | None
+    cache: str
     primary: bool
     carry: tuple[str, ...]
     extra: tuple[str, ...]
@@ -95,6 +97,7 @@ REVIEWS_ENTITY = Entity(
     source="reviews",
     scores="review_scores",
     rejects="review_scores_rejects",
+    cache="review_score_cache",
     primary=True,
     carry=("product_id", "language", "text_sha256", "rating", "rating_issue"),
     extra=("p_positive", "product_name", "product_category"),
@@ -127,6 +130,7 @@ CATALOG_ENTITY = Entity(
     source="catalog",
     scores="catalog_scores",
     rejects=None,
+    cache="catalog_score_cache",
     primary=False,
     carry=("text_sha256",),
     extra=("reject_reason",),

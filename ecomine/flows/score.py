@@ -6,6 +6,8 @@ This is where a row's scores are computed:
            -> with_key_checks     (null key / one key with different texts -> rejected)
            -> split_rejects       (unscorable rows -> rejects with a reason; nothing vanishes)
            -> select_changed      (incremental: only new/edited rows or a new model version)
+           -> by_distinct_text    (content addressing: each distinct (language, text) once per run, and
+                                   none this model version already scored: <entity>_score_cache)
            -> with_scores         (iterator pandas UDF: model loaded once per worker, length-sorted batches)
            -> entity.finish       (columns derived from the outputs, e.g. p_positive)
            -> stamp               (model_version, run_id, scored_at)
@@ -44,8 +46,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PREPARED_TYPE",
+    "TEXT_KEY",
     "Scored",
     "ScoreStats",
+    "by_distinct_text",
+    "cached_outputs",
     "publish",
     "score",
     "select_changed",
@@ -64,6 +69,8 @@ PREPARED_TYPE = (
     "clean_text string, text_cut boolean, language string, reject_reason string, rating int, rating_issue string"
 )
 STAMPS = ("run_id", "scored_at")  # written, but a change in them alone rewrites no row
+TEXT_KEY = ("language", "text_sha256")  # what the model's outputs depend on (with model version and precision)
+CACHE_KEY = ("model_version", "precision", *TEXT_KEY)
 
 
 # --------------------------------------------------------------------------- prepare
@@ -316,6 +323,48 @@ def with_scores(
     return scored.select(*df.columns, *[F.col(f"_s.{c}").alias(c) for c, _ in cols])
 
 
+def cached_outputs(
+    spark: SparkSession, path: str, model_version: str, precision: str, tasks: list[dict]
+) -> DataFrame | None:
+    """The score cache's outputs of ``model_version`` at ``precision``: one row per
+    (language, text_sha256) with the model output columns (``truncated`` is the model's own
+    token truncation, not the row's ``text_cut``); None when there are none to reuse."""
+    if not delta_io.table_exists(spark, path):
+        return None
+    cache = delta_io.read(spark, path)
+    outputs = [c for c, _ in output_columns(tasks)]
+    if not set(outputs) <= set(cache.columns):  # written by other models' tasks only
+        return None
+    return cache.filter((F.col("model_version") == model_version) & (F.col("precision") == precision)).select(
+        *TEXT_KEY, *outputs
+    )
+
+
+def by_distinct_text(
+    todo: DataFrame, cached: DataFrame | None, partitions: int, **score_kw: Any
+) -> tuple[DataFrame, DataFrame, DataFrame | None]:
+    """Content-addressed scoring: the model outputs of every distinct (language, text_sha256)
+    of ``todo``, each text through the encoder at most once, none that ``cached``
+    (``cached_outputs``) already holds.
+
+    Returns (outputs per text: ``TEXT_KEY`` + output columns; the texts encoded now, persisted,
+    for the cache; the cache hits, or None). Join the first back to the rows on ``TEXT_KEY``.
+    The outputs are those of ``with_scores`` on each row: a text's outputs depend only on its
+    language, its cleaned text, the model version and the precision."""
+    texts = todo.select(*TEXT_KEY, "clean_text").dropDuplicates(list(TEXT_KEY))
+    hits = None
+    if cached is not None:
+        hits = cached.join(texts.select(*TEXT_KEY), on=list(TEXT_KEY), how="left_semi")
+        texts = texts.join(cached.select(*TEXT_KEY), on=list(TEXT_KEY), how="left_anti")
+    fresh = (
+        texts.repartition(partitions, "text_sha256")
+        .transform(with_scores, **score_kw)
+        .drop("clean_text")
+        .persist(StorageLevel.MEMORY_AND_DISK)
+    )
+    return (fresh if hits is None else fresh.unionByName(hits)), fresh, hits
+
+
 def with_positive_probability(df: DataFrame, tasks: list[dict]) -> DataFrame:
     """``p_positive``: the model's probability that the text praises (sentiment head where it
     has output, else the rating head's P(top class)); input to the fraud signals."""
@@ -335,6 +384,9 @@ class ScoreStats:
     rejected: int = 0
     null_keys: int = 0
     unchanged: int = 0
+    texts_distinct: int = 0  # distinct (language, text) among the scored rows
+    texts_encoded: int = 0  # ... of which went through the encoder in this run
+    texts_cached: int = 0  # ... of which took the outputs this model version gave them in an earlier run
     inserted: int = 0
     updated: int = 0
     score_seconds: float = 0.0
@@ -366,6 +418,8 @@ class Scored:
     n_rows: int
     t0: float = field(default_factory=time.time)
     _cached: list[DataFrame] = field(default_factory=list)
+    encoded: DataFrame | None = None  # outputs per text encoded in this run (content addressing): for the cache
+    precision: str = ""
 
     def release(self) -> None:
         for df in self._cached:
@@ -427,30 +481,33 @@ def score(
     scorable, rejects = split_rejects(prepared, entity.key)
     todo = select_changed(scorable, existing, entity.key, version, same_model_only=sc.rescore == "all_on_model_change")
     # Few, even partitions of work: each task loads the model once and streams Arrow batches.
-    todo = todo.repartition(max(spark.sparkContext.defaultParallelism, 1), entity.key)
+    partitions = max(spark.sparkContext.defaultParallelism, 1)
+    score_kw: dict[str, Any] = dict(
+        shipped=shipped,
+        tasks=tasks,
+        batch_size=sc.batch_size,
+        device_pref=sc.device,
+        num_threads=sc.num_threads,
+        precision=sc.precision,
+        scope=entity.name,
+        cache_size=sc.model_cache_size,
+    )
+    encoded = hits = None
+    if sc.content_addressed:
+        cached = cached_outputs(spark, cfg.table(entity.cache), version, sc.precision, tasks)
+        per_text, encoded, hits = by_distinct_text(todo, cached, partitions, **score_kw)
+        with_outputs = todo.join(per_text, on=list(TEXT_KEY), how="inner")
+    else:
+        with_outputs = todo.repartition(partitions, entity.key).transform(with_scores, **score_kw)
     now = datetime.now(timezone.utc)
     outputs = [c for c, _ in output_columns(tasks) if c != "truncated"]
-    scored = (
-        todo.transform(
-            with_scores,
-            shipped=shipped,
-            tasks=tasks,
-            batch_size=sc.batch_size,
-            device_pref=sc.device,
-            num_threads=sc.num_threads,
-            precision=sc.precision,
-            scope=entity.name,
-            cache_size=sc.model_cache_size,
-        )
-        .transform(entity.finish, spark=spark, cfg=cfg, tasks=tasks)
-        .select(
-            entity.key,
-            *entity.carry,
-            *outputs,
-            (F.col("truncated") | F.col("text_cut")).alias("truncated"),
-            *entity.extra,
-            *_stamps(version, run.run_id, now),
-        )
+    scored = with_outputs.transform(entity.finish, spark=spark, cfg=cfg, tasks=tasks).select(
+        entity.key,
+        *entity.carry,
+        *outputs,
+        (F.col("truncated") | F.col("text_cut")).alias("truncated"),
+        *entity.extra,
+        *_stamps(version, run.run_id, now),
     )
     rejects = rejects.select(
         "reject_key",
@@ -470,12 +527,25 @@ def score(
     stats.rejected = rejects.filter(F.col(entity.key).isNotNull() | F.lit(entity.rejects is not None)).count()
     stats.scored = n_rows - (stats.rejected if entity.rejects is None else 0)
     stats.unchanged = scorable.count() - stats.scored
+    if encoded is not None:
+        stats.texts_encoded = encoded.count()  # persisted: no second encoder pass
+        stats.texts_cached = hits.count() if hits is not None else 0
+        stats.texts_distinct = stats.texts_encoded + stats.texts_cached
+        n_todo = todo.count()
+        if stats.scored != n_todo:  # every row has a text and every text outputs: a mismatch is a bug, never a drop
+            raise RuntimeError(f"{entity.name}: {n_todo} rows to score but {stats.scored} got outputs by text hash")
+    else:
+        stats.texts_encoded = stats.texts_distinct = stats.scored
     log.info(
-        "%s: %d scored in %.1fs (%.1f rows/s), %d rejected, %d unchanged",
-        entity.name, stats.scored, stats.score_seconds, stats.rows_per_second, stats.rejected, stats.unchanged,
+        "%s: %d scored in %.1fs (%.1f rows/s; %d distinct texts, %d encoded, %d from %s), %d rejected, %d unchanged",
+        entity.name, stats.scored, stats.score_seconds, stats.rows_per_second, stats.texts_distinct,
+        stats.texts_encoded, stats.texts_cached, entity.cache, stats.rejected, stats.unchanged,
     )  # fmt: skip
     keys = scorable.select(F.col(entity.key).alias("reject_key"))
-    return Scored(entity, version, scored, rejects, keys, stats, n_rows, t0, [scored, prepared])
+    cached_dfs = [scored, prepared] + ([encoded] if encoded is not None else [])
+    return Scored(
+        entity, version, scored, rejects, keys, stats, n_rows, t0, cached_dfs, encoded=encoded, precision=sc.precision
+    )
 
 
 # --------------------------------------------------------------------------- publish
@@ -488,6 +558,8 @@ def publish(spark: SparkSession, cfg: Config, run: Run, scored: Scored) -> Score
     entity, stats = scored.entity, scored.stats
     meta = {"run_id": run.run_id, "model_version": scored.model_version, "job": run.job}
     scores_path = cfg.table(entity.scores)
+    if scored.encoded is not None:
+        _publish_cache(spark, cfg.table(entity.cache), scored, run, meta)
     if scored.n_rows or not delta_io.table_exists(spark, scores_path):
         compare = [c for c in scored.scores.columns if c not in STAMPS]
         txn = (f"ecomine:{scores_path}", runs.txn_version(run.run_id))
@@ -501,6 +573,24 @@ def publish(spark: SparkSession, cfg: Config, run: Run, scored: Scored) -> Score
     _record(run, stats, primary=entity.primary)
     scored.release()
     return stats
+
+
+def _publish_cache(spark: SparkSession, path: str, scored: Scored, run: Run, meta: dict[str, Any]) -> None:
+    """The texts encoded in this run into the score cache (insert only: a key's outputs never
+    change), then the rows of other model versions out (nothing reads them again; a model
+    change rescores and refills). A derived table: losing it costs encoder time, not data."""
+    assert scored.encoded is not None
+    rows = scored.encoded.select(
+        F.lit(scored.model_version).alias("model_version"),
+        F.lit(scored.precision).alias("precision"),
+        *scored.encoded.columns,
+        F.lit(run.run_id).alias("run_id"),
+        F.lit(datetime.now(timezone.utc)).cast("timestamp").alias("scored_at"),
+    )
+    if scored.stats.texts_encoded or not delta_io.table_exists(spark, path):
+        txn = (f"ecomine:{path}", runs.txn_version(run.run_id))
+        delta_io.merge_into(spark, path, rows, list(CACHE_KEY), compare=[], metadata=meta, txn=txn)
+    delta_io.delete_where(spark, path, F.col("model_version") != F.lit(scored.model_version), metadata=meta)
 
 
 def _publish_rejects(spark: SparkSession, path: str, scored: Scored, run: Run, meta: dict[str, Any]) -> None:

@@ -18,11 +18,12 @@ import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 __all__ = [
     "delete_keys",
+    "delete_where",
     "last_operation_metrics",
     "merge_into",
     "overwrite_small",
@@ -205,3 +206,16 @@ def delete_keys(spark: SparkSession, path: str, keys_df: DataFrame, key: str, me
         return
     with _commit_context(spark, metadata, None):
         target.alias("t").merge(present.alias("s"), f"t.`{key}` = s.`{key}`").whenMatchedDelete().execute()
+
+
+def delete_where(spark: SparkSession, path: str, condition: Column, metadata: dict | None = None) -> None:
+    """Delete the rows matching ``condition`` (one DELETE commit; none when nothing matches)."""
+    if not table_exists(spark, path):
+        return
+    from delta.tables import DeltaTable
+
+    target = DeltaTable.forPath(spark, path)
+    if target.toDF().filter(condition).limit(1).count() == 0:
+        return
+    with _commit_context(spark, metadata, None):
+        target.delete(condition)
