@@ -351,17 +351,16 @@ def by_distinct_text(
     for the cache; the cache hits, or None). Join the first back to the rows on ``TEXT_KEY``.
     The outputs are those of ``with_scores`` on each row: a text's outputs depend only on its
     language, its cleaned text, the model version and the precision."""
-    texts = todo.select(*TEXT_KEY, "clean_text").dropDuplicates(list(TEXT_KEY))
+    # One shuffle: hash-partitioned on the text key, the de-duplication needs no other exchange
+    # and each partition goes straight to the encoder.
+    texts = todo.select(*TEXT_KEY, "clean_text").repartition(partitions, *TEXT_KEY).dropDuplicates(list(TEXT_KEY))
     hits = None
     if cached is not None:
         hits = cached.join(texts.select(*TEXT_KEY), on=list(TEXT_KEY), how="left_semi")
-        texts = texts.join(cached.select(*TEXT_KEY), on=list(TEXT_KEY), how="left_anti")
-    fresh = (
-        texts.repartition(partitions, "text_sha256")
-        .transform(with_scores, **score_kw)
-        .drop("clean_text")
-        .persist(StorageLevel.MEMORY_AND_DISK)
-    )
+        texts = texts.join(cached.select(*TEXT_KEY), on=list(TEXT_KEY), how="left_anti").repartition(
+            partitions, *TEXT_KEY
+        )
+    fresh = texts.transform(with_scores, **score_kw).drop("clean_text").persist(StorageLevel.MEMORY_AND_DISK)
     return (fresh if hits is None else fresh.unionByName(hits)), fresh, hits
 
 
@@ -496,7 +495,7 @@ def score(
     if sc.content_addressed:
         cached = cached_outputs(spark, cfg.table(entity.cache), version, sc.precision, tasks)
         per_text, encoded, hits = by_distinct_text(todo, cached, partitions, **score_kw)
-        with_outputs = todo.join(per_text, on=list(TEXT_KEY), how="inner")
+        with_outputs = todo.join(per_text, on=list(TEXT_KEY), how="left")  # a row without outputs fails below
     else:
         with_outputs = todo.repartition(partitions, entity.key).transform(with_scores, **score_kw)
     now = datetime.now(timezone.utc)
@@ -531,9 +530,12 @@ def score(
         stats.texts_encoded = encoded.count()  # persisted: no second encoder pass
         stats.texts_cached = hits.count() if hits is not None else 0
         stats.texts_distinct = stats.texts_encoded + stats.texts_cached
-        n_todo = todo.count()
-        if stats.scored != n_todo:  # every row has a text and every text outputs: a mismatch is a bug, never a drop
-            raise RuntimeError(f"{entity.name}: {n_todo} rows to score but {stats.scored} got outputs by text hash")
+        lost = F.col("n_tokens").isNull()  # every scored row has outputs; only inline rejects have none
+        if "reject_reason" in scored.columns:
+            lost = lost & F.col("reject_reason").isNull()
+        n_lost = scored.filter(lost).count()  # persisted: no recomputation
+        if n_lost:  # a bug, never a silent drop
+            raise RuntimeError(f"{entity.name}: {n_lost} rows found no outputs by (language, text_sha256)")
     else:
         stats.texts_encoded = stats.texts_distinct = stats.scored
     log.info(
@@ -576,8 +578,9 @@ def publish(spark: SparkSession, cfg: Config, run: Run, scored: Scored) -> Score
 
 
 def _publish_cache(spark: SparkSession, path: str, scored: Scored, run: Run, meta: dict[str, Any]) -> None:
-    """The texts encoded in this run into the score cache (insert only: a key's outputs never
-    change), then the rows of other model versions out (nothing reads them again; a model
+    """The texts encoded in this run into the score cache (an append: their keys were not in
+    the cache when this run, holding the lock, looked; a retried run's append is skipped by
+    its Delta transaction id), then the rows of other model versions out (nothing reads them again; a model
     change rescores and refills). A derived table: losing it costs encoder time, not data."""
     assert scored.encoded is not None
     rows = scored.encoded.select(
@@ -587,9 +590,9 @@ def _publish_cache(spark: SparkSession, path: str, scored: Scored, run: Run, met
         F.lit(run.run_id).alias("run_id"),
         F.lit(datetime.now(timezone.utc)).cast("timestamp").alias("scored_at"),
     )
-    if scored.stats.texts_encoded or not delta_io.table_exists(spark, path):
+    if scored.stats.texts_encoded:  # keys not in the cache (anti-joined while scoring, under the run lock)
         txn = (f"ecomine:{path}", runs.txn_version(run.run_id))
-        delta_io.merge_into(spark, path, rows, list(CACHE_KEY), compare=[], metadata=meta, txn=txn)
+        delta_io.append_rows(spark, path, rows, metadata=meta, txn=txn)
     delta_io.delete_where(spark, path, F.col("model_version") != F.lit(scored.model_version), metadata=meta)
 
 

@@ -22,6 +22,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 __all__ = [
+    "append_rows",
     "delete_keys",
     "delete_where",
     "last_operation_metrics",
@@ -206,6 +207,16 @@ def delete_keys(spark: SparkSession, path: str, keys_df: DataFrame, key: str, me
         return
     with _commit_context(spark, metadata, None):
         target.alias("t").merge(present.alias("s"), f"t.`{key}` = s.`{key}`").whenMatchedDelete().execute()
+
+
+def append_rows(
+    spark: SparkSession, path: str, df: DataFrame, metadata: dict | None = None, txn: tuple[str, int] | None = None
+) -> None:
+    """Append ``df`` in one commit (creating the table when missing; columns it lacks are added).
+    For rows whose keys the caller knows are new (no MERGE join with the target). With
+    ``txn`` a retried run's append is skipped (Delta idempotent writes), so it never doubles."""
+    with _commit_context(spark, metadata, txn):
+        df.write.format("delta").mode("append").option("mergeSchema", "true").save(path)
 
 
 def delete_where(spark: SparkSession, path: str, condition: Column, metadata: dict | None = None) -> None:
