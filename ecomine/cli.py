@@ -242,7 +242,7 @@ def _metric_lines(metrics_json: str | None) -> list[list[str]]:
     lines = []
     for lang in sorted(metrics):
         per_method = metrics[lang] or {}
-        for method, label in (("finetuned", "fine-tuned"), ("tfidf_logreg", "tf-idf+linear")):
+        for method, label in (("hybrid", "hybrid"), ("finetuned", "fine-tuned"), ("tfidf_logreg", "tf-idf+linear")):
             for task, values in sorted((per_method.get(method) or {}).items()):
                 if not isinstance(values, dict):
                     continue

@@ -287,6 +287,8 @@ class ModelConfig:
     max_length: int = 128
     retrain: str = "if_missing"
     promotion_margin: float = 0.01
+    baseline_margin: float = 0.0
+    method: str = "hybrid"
     train: TrainConfig = field(default_factory=TrainConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     catalog_tasks: tuple[TaskConfig, ...] = ()
@@ -307,6 +309,8 @@ class ModelConfig:
                 )
         if not self.encoders:
             raise ConfigError("model.encoders must map at least one language to a base model")
+        if self.method not in ("hybrid", "finetune"):
+            raise ConfigError(f"model.method must be hybrid|finetune, got {self.method!r}")
         if self.retrain not in ("if_missing", "always", "never"):
             raise ConfigError(f"model.retrain must be if_missing|always|never, got {self.retrain!r}")
         names = [t.name for t in self.tasks]

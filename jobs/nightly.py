@@ -39,6 +39,9 @@ def _summary(spark, cfg: config.Config, r: runs.Run, seconds: float) -> str:
         f"rejected {r.counts.get('rows_rejected')}, written {r.counts.get('rows_written')}",
         f"  model {r.model_version}" + (" (trained this run)" if r.details.get("trained") else " (existing)"),
     ]
+    if r.details.get("promotion"):
+        p = r.details["promotion"]
+        lines.append(f"  model trained this run: {p['model_version']} {p['status']} ({p['reason']})")
     if model:
         for row in training.summarize_metrics(json.loads(model["metrics"])):
             lines.append(

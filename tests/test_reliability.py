@@ -262,6 +262,35 @@ def test_worse_model_is_not_promoted(spark, lake):
     assert models.loc[manifest["model_version"], "status"] == "rejected"
 
 
+def test_candidate_below_its_tfidf_baseline_is_refused_and_the_current_model_keeps_scoring(spark, lake):
+    """A deliberately weakened candidate: learning rate 0, so its heads keep their random
+    initialization, deployed without the hybrid (model.method=finetune). The gate compares it
+    with its own TF-IDF baseline on the same test rows and refuses it."""
+    cfg, _ = lake
+    models = _pd(cfg, "models")
+    current = models.query("status == 'current'").iloc[0]["model_version"]
+    weak = _cfg(
+        Path(cfg.storage.root), "model.train.learning_rate=0.0", "model.method=finetune", "model.baseline_margin=0.0"
+    )
+    run = nightly.run(spark, weak, train=True)
+    promotion = run.details["promotion"]
+    assert promotion["status"] == "rejected" and "tf-idf baseline" in promotion["reason"]
+    rejected = promotion["model_version"]
+    after = _pd(cfg, "models").set_index("model_version")
+    assert after.loc[rejected, "status"] == "rejected" and after.loc[current, "status"] == "current"
+    # the metrics stored for it show the reason independently: some headline below tf-idf's
+    metrics = json.loads(after.loc[rejected, "metrics"])
+    below = [
+        (sub, task)
+        for sub, m in metrics.items()
+        for task, r in m["finetuned"].items()
+        if r["macro_f1"] < m["tfidf_logreg"][task]["macro_f1"]
+    ]
+    assert below and "hybrid" not in metrics["en"]
+    assert run.model_version == current  # the run scored with the model that stays current
+    assert rejected not in set(_pd(cfg, "review_scores")["model_version"])
+
+
 def _append_reviews(spark, cfg, rows):
     spark.createDataFrame(
         rows,

@@ -252,3 +252,60 @@ def test_training_autocast_only_where_bf16_is_native():
     assert not training_autocast("cpu", True, plain)  # emulated bf16 is slower than fp32: stay fp32
     assert not training_autocast("cpu", False, native)  # switched off in config
     assert TrainConfig().bf16_cpu  # on by default (bench/results/train_precision.json)
+
+
+def test_hybrid_artifact_fuses_on_the_predictor_as_computed_here(tuner, data, tmp_path):
+    """model.method hybrid: the predictor (what executors run) fuses each head with the
+    stored TF-IDF model; expected outputs are fused here by hand from the fine-tuner's raw
+    outputs and the TF-IDF model's, for all four task kinds; bf16 stays close to fp32."""
+    from ecomine.labels import ordinal_values
+    from ecomine.model import hybrid
+    from ecomine.model.finetune import transform_target
+
+    train, val = data
+    tasks = [t for t in TASKS if t.name in tuner.trained_tasks_]
+    heads = hybrid.TfidfHeads.fit(
+        "en",
+        train.texts,
+        [{"name": t.name, "kind": t.kind, "n_classes": len(t.classes)} for t in tasks],
+        {t.name: transform_target(t, train.labels[t.name]) for t in tasks},
+        [],
+        {},
+    )
+    weights = {name: 0.3 for name in heads.tasks}
+    for name, w in weights.items():
+        heads.set_weight(name, w)
+    staging = artifact.staging_dir(tmp_path)
+    tuner.save(staging / "en")
+    heads.save(staging / "en" / hybrid.DIR)
+    spec = {"base_model": MINILM, "prefix": "", "trained_tasks": tuner.trained_tasks_, "method": "hybrid"}
+    manifest = {
+        "tasks": [
+            {"name": t.name, "kind": t.kind, "classes": list(t.classes), "positive": t.positive, "target": t.target}
+            for t in TASKS
+        ],
+        "max_length": 32,
+        "languages": {"en": spec},
+    }
+    path = artifact.publish(staging, tmp_path, "v-hybrid", manifest)
+    got = Predictor(path, device="cpu").predict(val.texts, ["en"] * len(val), batch_size=5)
+    ft, tf = tuner.predict_raw(val.texts), heads.predict_raw(val.texts)
+    assert set(weights) == {"shipping", "condition", "price"} | ({"department"} & set(heads.tasks))
+    for t in tasks:
+        w = weights[t.name]
+        if t.kind == "regression":
+            s = tuner.task_specs_[t.name]
+            z = w * ft[t.name] + (1 - w) * (tf[t.name] - s["mean"]) / s["std"]
+            np.testing.assert_allclose(got["price_value"], np.exp(z * s["std"] + s["mean"]) - 1, rtol=1e-5)
+            continue
+        p = w * ft[t.name] + (1 - w) * tf[t.name] if t.name in heads.tasks else ft[t.name]
+        assert got[f"{t.name}_label"].tolist() == [t.classes[i] for i in p.argmax(1)], t.name
+        if t.kind == "ordinal":
+            np.testing.assert_allclose(got[f"{t.name}_expected"], p @ ordinal_values(t.classes), atol=1e-5)
+        if t.kind == "binary":
+            np.testing.assert_allclose(got[f"{t.name}_prob"], p[:, 1], atol=1e-5)
+    # the fused outputs actually differ from the fine-tuned model alone
+    assert not np.allclose(got["shipping_prob"], ft["shipping"][:, 1], atol=1e-3)
+    bf16 = Predictor(path, device="cpu", precision="bf16").predict(val.texts, ["en"] * len(val), batch_size=5)
+    assert np.abs(bf16["shipping_prob"] - got["shipping_prob"]).max() < 0.05
+    assert np.abs(np.log1p(bf16["price_value"]) - np.log1p(got["price_value"])).max() < 0.1

@@ -611,8 +611,16 @@ def _summary_facts(data: ReportData) -> list[list[Any]]:
         ["model version", run.get("model_version")],
         ["source table versions", versions or None],
         ["rows selected by", run["details"].get("selection")],
+        ["model trained by this run", _promotion_text(run["details"].get("promotion"))],
         ["previous scoring run", (data.previous_run or {}).get("run_id")],
     ]
+
+
+def _promotion_text(promotion: dict[str, Any] | None) -> str | None:
+    """What became of the model this run trained: promoted, or rejected with the reason."""
+    if not promotion:
+        return None
+    return f"{promotion.get('model_version')}: {promotion.get('status')} ({promotion.get('reason')})"
 
 
 def _model_facts(model: dict[str, Any]) -> list[list[Any]]:
@@ -632,17 +640,19 @@ def _is_number(v: Any) -> bool:
 
 
 def _metric_rows(metrics: dict[str, Any]) -> list[list[Any]]:
-    """language, task, metric, fine-tuned, baseline, difference (coloured), test rows: the
-    first two metrics each task has."""
+    """language, task, metric, deployed method (the hybrid, or the fine-tuned model alone),
+    baseline, difference (coloured), test rows: the first two metrics each task has."""
+    from ecomine.promotion import deployed_metrics
+
     rows = []
     for lang in sorted(metrics):
         per_method = metrics[lang] or {}
-        finetuned, baseline = per_method.get("finetuned") or {}, per_method.get("tfidf_logreg") or {}
+        finetuned, baseline = deployed_metrics(per_method), per_method.get("tfidf_logreg") or {}
         for task in sorted(set(finetuned) | set(baseline)):
             ours, theirs = finetuned.get(task) or {}, baseline.get(task) or {}
             keys = [
                 k
-                for k in ("macro_f1", "accuracy", "mae", "rmse", "r2")
+                for k in ("qwk", "r2", "macro_f1", "accuracy", "mae", "rmse")
                 if _is_number(ours.get(k)) or _is_number(theirs.get(k))
             ]
             for k in keys[:2]:

@@ -69,7 +69,18 @@ def ensure_model(spark: SparkSession, cfg: Config, run: Run, force_train: bool =
     if retrain:
         manifest = training.train(spark, cfg, run.run_id)
         run.details["trained"] = manifest["model_version"]
+        decision = manifest.get("promotion") or {}
+        run.details["promotion"] = {
+            "model_version": manifest["model_version"],
+            "status": "current" if decision.get("promote") else "rejected",
+            "reason": decision.get("reason"),
+        }
         current = training.current_model(spark, cfg)
+        if current is None:
+            raise ModelArtifactError(
+                f"model {manifest['model_version']} was rejected ({decision.get('reason')}) and there is no earlier "
+                f"current model in {cfg.table('models')} to score with"
+            )
     if current is None:
         raise ModelArtifactError(f"no current model in {cfg.table('models')} and model.retrain={cfg.model.retrain}")
     return current

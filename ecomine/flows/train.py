@@ -170,8 +170,7 @@ def fit_submodel(
     sub: SubModel, rows: pd.DataFrame, cfg: Config, staging: Path, current: Predictor | None
 ) -> Fitted | None:
     """Fine-tune ``sub`` on its labelled ``rows`` into ``staging/<name>``; None when it has no training rows."""
-    from ecomine.model.baseline import tfidf_task_baseline
-    from ecomine.model.finetune import FineTuner, has_label
+    from ecomine.model.finetune import FineTuner
 
     tr, va, te = _splits(rows, sub.entity.key, cfg, sub.test_cap)
     if tr.empty:
@@ -190,22 +189,9 @@ def fit_submodel(
         prefix=needs_query_prefix(sub.encoder),
     )
     tuner.fit(train_d, val_d)
-    finetuned = tuner.evaluate(test_d)
-    baseline = {
-        t.name: tfidf_task_baseline(
-            t,
-            train_d.texts,
-            train_d.labels[t.name],
-            test_d.texts,
-            test_d.labels[t.name],
-            sub.baseline_language,
-            cfg.model.train.seed,
-        )  # fmt: skip
-        for t in sub.tasks
-        if t.name in tuner.trained_tasks_ and has_label(t.kind, test_d.labels[t.name]).any()
-    }
     tuner.save(staging / sub.name)
-    log.info("%s test metrics: fine-tuned %s | tf-idf %s", sub.name, finetuned, baseline)
+    metrics, fusion, n_features = _tfidf_and_hybrid(sub, cfg, tuner, train_d, val_d, test_d, staging)
+    log.info("%s test metrics: %s", sub.name, metrics)
     current_metrics = None
     if current is not None and sub.language in current.languages:
         current_metrics = evaluate_predictor(current, sub, test_d, cfg.model.train.eval_batch_size)
@@ -222,8 +208,72 @@ def fit_submodel(
         "stop_reason": tuner.stop_reason_,
         "device": tuner.device_,
         "history": tuner.history_,
+        "method": cfg.model.method,
+        "fusion": fusion,
+        "tfidf_features": n_features,
     }
-    return Fitted(record, {"finetuned": finetuned, "tfidf_logreg": baseline}, current_metrics)
+    return Fitted(record, metrics, current_metrics)
+
+
+def _tfidf_and_hybrid(sub: SubModel, cfg: Config, tuner: Any, train_d, val_d, test_d, staging: Path):
+    """The TF-IDF + linear model fit on the same training rows (strengths picked on validation),
+    the fusion weight per task fit on validation rows (``model.hybrid``), and the held-out
+    metrics of all three on the test rows; ({"finetuned", "tfidf_logreg", and with ``model.method:
+    hybrid`` "hybrid": metrics per task}, fusion record per task, tf-idf features).
+    With ``model.method: hybrid`` the TF-IDF model is saved into the sub-model's folder, so the
+    predictor computes the same fused outputs on executors."""
+    from ecomine.model import hybrid
+    from ecomine.model.baseline import selection_score
+    from ecomine.model.finetune import report_from_raw, transform_target
+
+    tasks = [t for t in sub.tasks if t.name in tuner.trained_tasks_]
+    specs = {t.name: tuner.task_specs_[t.name] for t in tasks}
+
+    def model_scale(data) -> dict[str, np.ndarray]:
+        return {t.name: transform_target(t, data.labels[t.name]) for t in tasks}
+
+    heads = hybrid.TfidfHeads.fit(
+        sub.baseline_language,
+        train_d.texts,
+        [{"name": t.name, "kind": t.kind, "n_classes": len(t.classes)} for t in tasks],
+        model_scale(train_d),
+        val_d.texts,
+        model_scale(val_d),
+        seed=cfg.model.train.seed,
+    )
+    raw_ft = {"validation": tuner.predict_raw(val_d.texts), "test": tuner.predict_raw(test_d.texts)}
+    raw_tf = {"validation": heads.predict_raw(val_d.texts), "test": heads.predict_raw(test_d.texts)}
+    finetuned, baseline, deployed, fusion = {}, {}, {}, {}
+    for t in tasks:
+        report = report_from_raw(t, specs[t.name], test_d.labels[t.name], raw_ft["test"][t.name])
+        if report is not None:
+            finetuned[t.name] = report
+        if t.name not in heads.tasks:
+            continue
+        spec = specs[t.name]
+        tf_val, tf_test = (hybrid.fuse(spec, 0.0, raw_ft[s][t.name], raw_tf[s][t.name]) for s in ("validation", "test"))
+        y_val = val_d.labels[t.name]
+        if t.kind == "regression":
+            y_val = (transform_target(t, y_val) - spec["mean"]) / spec["std"]
+        k = len(t.classes)
+        weight, scores = hybrid.fit_weight(
+            lambda raw, y=y_val, kind=t.kind, k=k: selection_score(kind, k, y, raw),
+            raw_ft["validation"][t.name],
+            tf_val,
+        )
+        heads.set_weight(t.name, weight)
+        fusion[t.name] = {"weight_finetuned": weight, **scores}
+        fused = hybrid.fuse(spec, weight, raw_ft["test"][t.name], raw_tf["test"][t.name])
+        for out, raw in ((baseline, tf_test), (deployed, fused)):
+            report = report_from_raw(t, spec, test_d.labels[t.name], raw)
+            if report is not None:
+                out[t.name] = report
+        log.info("%s/%s: fusion weight on the fine-tuned model %.2f (validation %s)", sub.name, t.name, weight, scores)
+    metrics = {"finetuned": finetuned, "tfidf_logreg": baseline}
+    if cfg.model.method == "hybrid":
+        heads.save(staging / sub.name / hybrid.DIR)
+        metrics["hybrid"] = {**finetuned, **deployed}  # a task without a tf-idf model is the fine-tuned one
+    return metrics, fusion, heads.n_features
 
 
 def evaluate_predictor(pred: Predictor, sub: SubModel, data, batch_size: int) -> dict[str, Any]:
@@ -307,6 +357,7 @@ def _manifest(cfg: Config, run_id: str, created: datetime, fitted: dict[str, Fit
         "source": {**sources["reviews"], "split": vars(cfg.model.split)},
         "config": {"model": cfg.to_dict()["model"]},
         "format": "ecomine-artifact/1",
+        "method": cfg.model.method,
     }
     if "catalog" in fitted:
         tasks = cfg.model.catalog_tasks
@@ -331,8 +382,16 @@ def train(spark: SparkSession, cfg: Config, run_id: str) -> dict[str, Any]:
     created = datetime.now(timezone.utc)
     version = created.strftime("v%Y%m%dT%H%M%SZ") + "-" + run_id.rsplit("-", 1)[-1]
     manifest = _manifest(cfg, run_id, created, fitted, sources)
-    candidate = {name: m["finetuned"] for name, m in manifest["metrics"].items()}
-    decision = promotion.decide(candidate, current_metrics if current is not None else None, cfg.model.promotion_margin)
+    method = cfg.model.method
+    candidate = {name: promotion.deployed_metrics(m, method) for name, m in manifest["metrics"].items()}
+    baselines = {name: m.get("tfidf_logreg") or {} for name, m in manifest["metrics"].items()}
+    decision = promotion.decide(
+        candidate,
+        current_metrics if current is not None else None,
+        cfg.model.promotion_margin,
+        baselines=baselines,
+        baseline_margin=cfg.model.baseline_margin,
+    )
     if current is not None:
         decision["current_model"] = current["model_version"]
     manifest["promotion"] = decision
@@ -386,7 +445,8 @@ def summarize_metrics(metrics: dict[str, Any]) -> list[dict[str, Any]]:
     accuracy, macro_f1, n) for printing and the README."""
     out = []
     for lang, m in metrics.items():
-        for method, per_task in (("fine-tuned", m.get("finetuned") or {}), ("tf-idf", m.get("tfidf_logreg") or {})):
+        methods = (("fine-tuned", "finetuned"), ("tf-idf", "tfidf_logreg"), ("hybrid", "hybrid"))
+        for method, per_task in ((label, m.get(key) or {}) for label, key in methods):
             for task, r in per_task.items():
                 head = promotion.headline_metric(r)
                 out.append(

@@ -36,34 +36,11 @@ from ecomine.metrics import (
     regression_report,
 )
 from ecomine.model.finetune import has_label, transform_target
+from ecomine.model.hybrid import vectorizer
 
 __all__ = ["LinearTaskModel", "TfidfModel", "embed_texts", "selection_score", "tfidf_task_baseline"]
 
 log = logging.getLogger(__name__)
-
-
-def _vectorizer(language: str, max_features: int = 200_000):
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.pipeline import FeatureUnion
-
-    char = TfidfVectorizer(
-        analyzer="char_wb", ngram_range=(2, 4), min_df=2, sublinear_tf=True, max_features=max_features, dtype=np.float32
-    )
-    if language == "zh":
-        try:
-            import jieba
-
-            jieba.setLogLevel(60)
-            word = TfidfVectorizer(
-                tokenizer=jieba.lcut, token_pattern=None, lowercase=False, min_df=2, sublinear_tf=True, dtype=np.float32
-            )
-        except ImportError:
-            return char
-    else:
-        word = TfidfVectorizer(
-            ngram_range=(1, 2), min_df=2, sublinear_tf=True, max_features=max_features, dtype=np.float32
-        )
-    return FeatureUnion([("word", word), ("char", char)])
 
 
 def selection_score(kind: str, n_classes: int, y: np.ndarray, raw: np.ndarray) -> float:
@@ -174,7 +151,7 @@ class TfidfModel:
         t0 = time.time()
         keep = has_label(self.kind, y)
         texts = [t for t, k in zip(texts, keep, strict=True) if k]
-        self.vectorizer_ = _vectorizer(self.language, self.max_features)
+        self.vectorizer_ = vectorizer(self.language, self.max_features)
         X = self.vectorizer_.fit_transform(texts)
         log.info("tf-idf (%s): %d rows x %d features in %.0fs", self.language, X.shape[0], X.shape[1], time.time() - t0)
         strengths = self.strengths or ((1.0, 3.0, 10.0) if self.kind == "regression" else (4.0,))

@@ -48,6 +48,7 @@ __all__ = [
     "has_label",
     "length_grouped_batches",
     "multitask_loss",
+    "report_from_raw",
     "set_seed",
     "training_autocast",
     "transform_target",
@@ -125,6 +126,27 @@ def transform_target(task: TaskConfig, y: np.ndarray) -> np.ndarray:
     ok = ~np.isnan(y) & (y >= 0)
     out[ok] = np.log1p(y[ok])
     return out
+
+
+def report_from_raw(task: TaskConfig, spec: dict[str, Any], y: np.ndarray, raw: np.ndarray) -> dict[str, float] | None:
+    """A task's held-out metrics from raw head outputs (class probabilities, or the
+    standardized prediction for regression, de-standardized with ``spec``'s mean/std) against
+    source targets ``y`` (``labels.task_targets``); None when no row has a label.
+    ``FineTuner.evaluate`` reports with it, and so do the TF-IDF and hybrid outputs in training."""
+    if task.kind == "regression":
+        z = transform_target(task, y)
+        keep = has_label(task.kind, z)
+        if not keep.any():
+            return None
+        return regression_report(z[keep], np.asarray(raw)[keep] * spec["std"] + spec["mean"])
+    keep = has_label(task.kind, y)
+    if not keep.any():
+        return None
+    probs = np.asarray(raw)[keep]
+    if task.kind == "ordinal":
+        values = np.asarray(spec["values"])
+        return ordinal_report(y[keep], probs.argmax(1), len(task.classes), expected=probs @ values, values=values)
+    return classification_report(y[keep], probs.argmax(1), len(task.classes))
 
 
 def multitask_loss(outputs: dict[str, Any], targets: dict[str, np.ndarray], specs: dict[str, dict[str, Any]]):
@@ -561,25 +583,9 @@ class FineTuner:
         for t in self.tasks:
             if t.name not in self.trained_tasks_ or t.name not in data.labels:
                 continue
-            y = data.labels[t.name]
-            if t.kind == "regression":
-                z = transform_target(t, y)
-                keep = has_label(t.kind, z)
-                if keep.any():
-                    s = self.task_specs_[t.name]
-                    report[t.name] = regression_report(z[keep], raw[t.name][keep] * s["std"] + s["mean"])
-                continue
-            keep = has_label(t.kind, y)
-            if not keep.any():
-                continue
-            probs = raw[t.name][keep]
-            if t.kind == "ordinal":
-                values = np.asarray(self.task_specs_[t.name]["values"])
-                report[t.name] = ordinal_report(
-                    y[keep], probs.argmax(1), len(t.classes), expected=probs @ values, values=values
-                )
-            else:
-                report[t.name] = classification_report(y[keep], probs.argmax(1), len(t.classes))
+            r = report_from_raw(t, self.task_specs_[t.name], data.labels[t.name], raw[t.name])
+            if r is not None:
+                report[t.name] = r
         return report
 
     def save(self, out_dir: str | Path) -> None:

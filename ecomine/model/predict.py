@@ -21,6 +21,9 @@ Outputs per task (``output_columns``), named after the task ``t``:
 
 then ``n_tokens`` and ``truncated``. A task without labels in a language's training
 rows has null outputs for that language.
+
+With ``method: hybrid`` in a sub-model's manifest record, each head's raw output is first fused
+with the TF-IDF model stored next to it (``model/hybrid.py``: ``w * head + (1 - w) * tfidf``).
 """
 
 from __future__ import annotations
@@ -159,6 +162,13 @@ class _LanguageModel:
             if t["kind"] == "regression" and name in self.trained and not {"mean", "std"} <= set(t):
                 raise ModelArtifactError(f"{root}: regression task {name} has no target mean/std in {HEADS_META}")
         self.torch = torch
+        self.tfidf = None  # model.method hybrid: the TF-IDF heads fused with these (model/hybrid.py)
+        if spec.get("method") == "hybrid":
+            from ecomine.model.hybrid import DIR, TfidfHeads
+
+            if not (root / DIR).is_dir():
+                raise ModelArtifactError(f"{root}: method hybrid but no {DIR}/ folder")
+            self.tfidf = TfidfHeads.load(root / DIR)
 
 
 class Predictor:
@@ -246,9 +256,15 @@ class Predictor:
                 for t in tasks:
                     raw[t["name"]].append(raw_head_output(t["kind"], logits[t["name"]]))
         rows = idx[order]
+        tfidf = lm.tfidf.predict_raw([texts[i] for i in order]) if lm.tfidf is not None and len(order) else {}
         for t in tasks:
             if len(order):
-                for col, values in task_outputs(lm.task_specs[t["name"]], np.concatenate(raw[t["name"]])).items():
+                spec, head = lm.task_specs[t["name"]], np.concatenate(raw[t["name"]])
+                if t["name"] in tfidf:  # hybrid: fuse with the TF-IDF model's output (model/hybrid.py)
+                    from ecomine.model.hybrid import fuse
+
+                    head = fuse(spec, lm.tfidf.tasks[t["name"]]["weight"], head, tfidf[t["name"]])
+                for col, values in task_outputs(spec, head).items():
                     out[col][rows] = values
         out["n_tokens"][idx] = np.minimum(n_tokens, max_len)
         out["truncated"][idx] = truncated
