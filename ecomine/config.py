@@ -287,7 +287,7 @@ class ModelConfig:
     max_length: int = 128
     retrain: str = "if_missing"
     promotion_margin: float = 0.01
-    baseline_margin: float = 0.0
+    baseline_margin: float = 0.005
     method: str = "hybrid"
     train: TrainConfig = field(default_factory=TrainConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
