@@ -235,6 +235,15 @@ class TrainConfig:
     ``early_stopping_patience`` validations in a row without improvement (0 = never).
     ``bf16_cpu``: bf16 autocast on CPUs with native bf16 (AVX-512 BF16 / AMX; ignored on
     others, which train in fp32); on CUDA bf16 autocast is always on.
+    ``freeze_embeddings_above_vocab``: freeze the embedding layer of an encoder whose
+    vocabulary has more rows than this (e5-small's 250k-row table: updating it is most of a
+    CPU step's cost, bench/quality.py trains it frozen); 0 = only ``freeze_embeddings``.
+    ``time_budget_s``: seconds of fine-tuning for all sub-models of one training run together
+    (0 = fixed counts). Each sub-model gets a share in proportion to its number of tasks (what
+    an earlier one leaves unspent goes to the later ones); its speed is measured on a few
+    batches of its own rows, then it trains on as many of its hash-picked rows as the share
+    allows (at most ``max_samples_per_language``), for one epoch, or for more (at most
+    ``epochs``) when every row fits; ``ecomine.model.finetune.plan_schedule``.
     """
 
     max_samples_per_language: int = 2000
@@ -255,8 +264,15 @@ class TrainConfig:
     early_stopping_patience: int = 1
     eval_every_steps: int = 0
     bf16_cpu: bool = True
+    freeze_embeddings_above_vocab: int = 100_000
+    time_budget_s: float = 0.0
 
     def __post_init__(self) -> None:
+        if self.time_budget_s < 0 or self.freeze_embeddings_above_vocab < 0:
+            raise ConfigError(
+                "model.train.time_budget_s and model.train.freeze_embeddings_above_vocab must be >= 0, got "
+                f"{self.time_budget_s} and {self.freeze_embeddings_above_vocab}"
+            )
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"model.train.device must be auto|cpu|cuda, got {self.device!r}")
         for name in ("max_samples_per_language", "batch_size", "eval_batch_size", "lora_r"):
@@ -287,7 +303,7 @@ class ModelConfig:
     max_length: int = 128
     retrain: str = "if_missing"
     promotion_margin: float = 0.01
-    baseline_margin: float = 0.005
+    baseline_margin: float = 0.0
     method: str = "hybrid"
     train: TrainConfig = field(default_factory=TrainConfig)
     split: SplitConfig = field(default_factory=SplitConfig)

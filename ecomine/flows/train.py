@@ -39,7 +39,16 @@ from ecomine.model import artifact
 from ecomine.model.encoders import needs_query_prefix, resolve_base
 from ecomine.model.predict import ANY, Predictor
 
-__all__ = ["MODELS_DDL", "SubModel", "current_model", "record_model", "submodels", "summarize_metrics", "train"]
+__all__ = [
+    "MODELS_DDL",
+    "SubModel",
+    "budget_share",
+    "current_model",
+    "record_model",
+    "submodels",
+    "summarize_metrics",
+    "train",
+]
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +151,13 @@ def _splits(rows: pd.DataFrame, key: str, cfg: Config, test_cap: int | None) -> 
         chosen = rows[rows["_split"] == name]
         return chosen.sort_values("_pick").head(n) if n is not None else chosen
 
-    return take(split.TRAIN, cap), take(split.VALIDATION, max(200, cap // 4)), take(split.TEST, test_cap)
+    return take(split.TRAIN, cap), take(split.VALIDATION, validation_cap(cap)), take(split.TEST, test_cap)
+
+
+def validation_cap(train_cap: int) -> int:
+    """Validation rows per sub-model: a quarter of the training cap, within [200, 1000] (they
+    pick the best epoch and the fusion weights; more would only cost evaluation time)."""
+    return min(1000, max(200, train_cap // 4))
 
 
 # --------------------------------------------------------------------------- fit one sub-model
@@ -167,9 +182,15 @@ def _task_data(sub: SubModel, frame: pd.DataFrame):
 
 
 def fit_submodel(
-    sub: SubModel, rows: pd.DataFrame, cfg: Config, staging: Path, current: Predictor | None
+    sub: SubModel,
+    rows: pd.DataFrame,
+    cfg: Config,
+    staging: Path,
+    current: Predictor | None,
+    budget_s: float | None = None,
 ) -> Fitted | None:
-    """Fine-tune ``sub`` on its labelled ``rows`` into ``staging/<name>``; None when it has no training rows."""
+    """Fine-tune ``sub`` on its labelled ``rows`` into ``staging/<name>`` (within ``budget_s``
+    seconds of training when given: ``FineTuner.fit``); None when it has no training rows."""
     from ecomine.model.finetune import FineTuner
 
     tr, va, te = _splits(rows, sub.entity.key, cfg, sub.test_cap)
@@ -188,7 +209,8 @@ def fit_submodel(
         cfg.model.train,
         prefix=needs_query_prefix(sub.encoder),
     )
-    tuner.fit(train_d, val_d)
+    tuner.fit(train_d, val_d, budget_s=budget_s)
+    tr, train_d = tr.head(tuner.train_rows_), train_d.head(tuner.train_rows_)  # the TF-IDF model sees the same rows
     tuner.save(staging / sub.name)
     metrics, fusion, n_features = _tfidf_and_hybrid(sub, cfg, tuner, train_d, val_d, test_d, staging)
     log.info("%s test metrics: %s", sub.name, metrics)
@@ -206,6 +228,9 @@ def fit_submodel(
         "train_seconds": tuner.train_seconds_,
         "train_samples_per_second": tuner.samples_per_second_,
         "stop_reason": tuner.stop_reason_,
+        "epochs": tuner.epochs_,
+        "schedule": tuner.schedule_,
+        "embeddings_frozen": tuner.embeddings_frozen_,
         "device": tuner.device_,
         "history": tuner.history_,
         "method": cfg.model.method,
@@ -257,9 +282,11 @@ def _tfidf_and_hybrid(sub: SubModel, cfg: Config, tuner: Any, train_d, val_d, te
             y_val = (transform_target(t, y_val) - spec["mean"]) / spec["std"]
         k = len(t.classes)
         weight, scores = hybrid.fit_weight(
-            lambda raw, y=y_val, kind=t.kind, k=k: selection_score(kind, k, y, raw),
+            lambda raw, y, kind=t.kind, k=k: selection_score(kind, k, y, raw),
+            y_val,
             raw_ft["validation"][t.name],
             tf_val,
+            seed=cfg.model.train.seed,
         )
         heads.set_weight(t.name, weight)
         fusion[t.name] = {"weight_finetuned": weight, **scores}
@@ -322,6 +349,26 @@ def _current_predictors(
     return out
 
 
+def budget_share(budget: float, spent: float, weight_total: float, weight_left: float, weight: float) -> float:
+    """A sub-model's seconds of ``model.train.time_budget_s`` (``budget``): its ``weight``
+    (labelled tasks) of what is left for the sub-models still to train (``weight_left``,
+    itself included). What is left is the budget minus what the earlier ones ``spent``, but
+    never less than those sub-models' own shares of the budget: an earlier sub-model's time
+    left unspent goes to the later ones, its overrun is not taken from them."""
+    if weight <= 0 or weight_total <= 0:
+        return 0.0
+    left = max(budget - spent, budget * weight_left / weight_total)
+    return left * weight / weight_left
+
+
+def labelled_tasks(sub: SubModel, rows: pd.DataFrame) -> int:
+    """How many of ``sub``'s tasks have at least one label in ``rows`` (a review language's
+    model carries every review task's head, but e.g. only English rows have star labels)."""
+    from ecomine.model.finetune import has_label
+
+    return sum(bool(has_label(t.kind, task_targets(t, rows[t.target].tolist())).any()) for t in sub.tasks)
+
+
 def _fit_all(
     spark: SparkSession, cfg: Config, staging: Path, current: dict[str, Any] | None
 ) -> tuple[dict, dict, dict]:
@@ -330,6 +377,7 @@ def _fit_all(
     predictors = _current_predictors(spark, current, {s.entity.name for s in subs})
     fitted: dict[str, Fitted] = {}
     sources: dict[str, dict[str, Any]] = {}
+    frames: dict[str, pd.DataFrame] = {}
     for entity in dict.fromkeys(s.entity for s in subs):
         mine = [s for s in subs if s.entity == entity]
         frame, version = load_labelled(spark, cfg, entity, tuple(t for s in mine for t in s.tasks))
@@ -337,9 +385,19 @@ def _fit_all(
             continue
         sources[entity.name] = {"table": cfg.table(entity.source), "version": version}
         for sub in mine:
-            fit = fit_submodel(sub, frame[frame["language"] == sub.language], cfg, staging, predictors.get(entity.name))
-            if fit is not None:
-                fitted[sub.name] = fit
+            frames[sub.name] = frame[frame["language"] == sub.language]
+    todo = [s for s in subs if s.name in frames]
+    weights = {s.name: labelled_tasks(s, frames[s.name]) for s in todo}
+    total = cfg.model.train.time_budget_s
+    spent, weight_total = 0.0, sum(weights.values())
+    weight_left = weight_total
+    for sub in todo:
+        budget = budget_share(total, spent, weight_total, weight_left, weights[sub.name]) if total > 0 else None
+        fit = fit_submodel(sub, frames[sub.name], cfg, staging, predictors.get(sub.entity.name), budget)
+        weight_left -= weights[sub.name]
+        if fit is not None:
+            fitted[sub.name] = fit
+            spent += fit.record["train_seconds"]
     current_metrics = {n: f.current_metrics for n, f in fitted.items() if f.current_metrics is not None}
     return fitted, sources, current_metrics
 

@@ -48,6 +48,7 @@ __all__ = [
     "has_label",
     "length_grouped_batches",
     "multitask_loss",
+    "plan_schedule",
     "report_from_raw",
     "set_seed",
     "training_autocast",
@@ -71,6 +72,11 @@ class TaskData:
 
     def __len__(self) -> int:
         return len(self.texts)
+
+    def head(self, n: int) -> TaskData:
+        """The first ``n`` rows (training rows are in hash-pick order, so these are the rows a
+        cap of ``n`` would have picked)."""
+        return TaskData(self.texts[:n], {k: v[:n] for k, v in self.labels.items()})
 
 
 def set_seed(seed: int) -> None:
@@ -106,6 +112,47 @@ def length_grouped_batches(lengths: list[int], batch_size: int, rng: np.random.G
         batches += [list(chunk[first : first + batch_size]) for first in range(0, len(chunk), batch_size)]
     order = rng.permutation(len(batches))
     return [batches[i] for i in order]
+
+
+#: share of a time budget planned for training; the rest absorbs the speed estimate's error
+BUDGET_SAFETY = 0.9
+CALIBRATION_BATCHES = 4  # timed training steps (after one untimed) that measure a sub-model's speed
+FORWARD_SHARE = 0.35  # a validation token's cost (forward only) relative to a training token's
+
+
+def plan_schedule(
+    budget_s: float,
+    seconds_per_token: float,
+    lengths: Sequence[int],
+    max_epochs: float,
+    batch_size: int,
+    validation_tokens: int = 0,
+) -> tuple[int, float]:
+    """(training rows, epochs) that fit ``budget_s`` seconds: the first rows of ``lengths``
+    (token counts of the candidate rows, in pick order) as far as they fit one epoch
+    (``max_epochs`` if that is below 1), and more epochs, at most ``max_epochs``, once every
+    row fits; never fewer rows than one batch. The cost of a row is its tokens times
+    ``seconds_per_token``; each epoch's validation costs ``validation_tokens`` forward-only
+    tokens. Distinct rows come first because a small encoder gains more from new labelled
+    rows than from repeating them (docs/quality.md: Mercari condition QWK 0.497 on 2,000
+    rows x 1 epoch, 0.763 on 80,072)."""
+    n = len(lengths)
+    if n == 0:
+        return 0, 0.0
+    spt = max(float(seconds_per_token), 1e-12)
+    cum = np.cumsum(np.asarray(lengths, dtype=np.float64)) * spt  # seconds of one pass over the first r rows
+    available = max(0.0, budget_s) * BUDGET_SAFETY
+    val_s = validation_tokens * spt * FORWARD_SHARE
+    first = min(1.0, max_epochs)
+    fits = int(np.searchsorted(cum * first, available - val_s, side="right"))
+    if fits < n:
+        return max(fits, min(batch_size, n)), first
+    best = first
+    for k in range(1, int(math.ceil(max_epochs)) + 1):  # k validations for epochs in (k - 1, k]
+        e = min(float(k), max_epochs, (available - k * val_s) / cum[-1])
+        if e > k - 1:
+            best = max(best, e)
+    return n, math.floor(best * 100) / 100
 
 
 def has_label(kind: str, y: np.ndarray) -> np.ndarray:
@@ -193,6 +240,13 @@ def _with_lora(encoder: Any, r: int) -> Any:
 _EARLY_STOP = "early stop"
 
 
+class _NoSchedule:
+    """A scheduler stand-in for the speed measurement's steps."""
+
+    def step(self) -> None:
+        pass
+
+
 @dataclass
 class _EarlyStopping:
     """The best validation so far (score, step, trainable weights) and the validations since."""
@@ -250,6 +304,8 @@ class FineTuner:
     encoder even with LoRA), ``tokenizer_``, ``device_``, ``trained_tasks_`` (tasks with
     enough labels), ``task_specs_`` (what the predictor needs per head: kind, classes,
     ordinal values, regression mean/std/log), ``history_`` (one entry per validation),
+    ``train_rows_`` (the first rows of ``train`` used), ``epochs_``, ``schedule_`` (the
+    time-budget plan, or None), ``embeddings_frozen_``,
     ``train_seconds_``, ``samples_per_second_``, ``steps_``, ``stop_reason_``,
     ``best_step_``."""
 
@@ -263,8 +319,13 @@ class FineTuner:
         self.prefix = prefix
 
     # ------------------------------------------------------------------ fit
-    def fit(self, train: TaskData, validation: TaskData) -> FineTuner:
-        """Fine-tune on ``train``, validating on ``validation`` (see the class doc); returns self."""
+    def fit(self, train: TaskData, validation: TaskData, budget_s: float | None = None) -> FineTuner:
+        """Fine-tune on ``train``, validating on ``validation`` (see the class doc); returns self.
+
+        ``budget_s``: seconds of optimizer steps to plan for (``plan_schedule`` on the speed
+        measured on a few of ``train``'s batches): the first ``train_rows_`` rows of ``train``
+        are used, for ``epochs_`` epochs (``args.epochs`` is then the most). None: every row,
+        ``args.epochs`` epochs. ``max_seconds`` still stops training in either case."""
         import torch
         from transformers import AutoModel, AutoTokenizer
 
@@ -280,11 +341,34 @@ class FineTuner:
         self._plan_tasks(train)
         self.model_ = self._build_model(encoder)
         ids = self._encode(train.texts)
+        self.epochs_, self.schedule_ = float(args.epochs), None
+        if budget_s is not None:
+            spt = self._measure_speed(ids, self._model_targets(train))
+            lengths = [len(x) for x in ids]
+            val_tokens = sum(len(x) for x in self._encode(validation.texts)) if len(validation) else 0
+            rows, self.epochs_ = plan_schedule(budget_s, spt, lengths, args.epochs, args.batch_size, val_tokens)
+            per_row = sum(lengths) / max(len(lengths), 1)
+            self.schedule_ = {
+                "budget_seconds": round(float(budget_s), 1),
+                "measured_tokens_per_second": round(1 / spt, 1),
+                "measured_samples_per_second": round(1 / (spt * per_row), 2),
+                "rows_available": len(ids),
+                "rows": rows,
+                "epochs": self.epochs_,
+            }
+            log.info(
+                "time budget %.0fs at %.0f tokens/s (~%.1f rows/s): %d of %d rows, %.2f epoch(s)",
+                budget_s, 1 / spt, 1 / (spt * per_row), rows, len(ids), self.epochs_,
+            )  # fmt: skip
+            train, ids = train.head(rows), ids[:rows]
+            self._plan_tasks(train)  # regression mean/std and trainable tasks from the rows used
+        set_seed(args.seed)  # the fit does not depend on whether timing steps drew random numbers
+        self.train_rows_ = len(ids)
         lengths = [len(x) for x in ids]
         targets = self._model_targets(train)
         rng = np.random.default_rng(args.seed)
         steps_per_epoch = math.ceil(len(ids) / args.batch_size)
-        tools = self._step_tools(total_steps=max(1, int(math.ceil(steps_per_epoch * args.epochs))))
+        tools = self._step_tools(total_steps=max(1, int(math.ceil(steps_per_epoch * self.epochs_))))
         self.history_: list[dict[str, Any]] = []
         stopping = _EarlyStopping(args.early_stopping_patience)
         progress = _Progress(total_steps=tools.total_steps)
@@ -302,6 +386,31 @@ class FineTuner:
         self._finish(progress, stopping)
         return self
 
+    def _measure_speed(self, ids: list[list[int]], targets: dict[str, np.ndarray]) -> float:
+        """Seconds per training token on this device, from ``CALIBRATION_BATCHES`` full training
+        steps (after one untimed) on length-grouped batches of ``ids`` at evenly spaced quantiles
+        of their token counts (random picks came out twice too fast on Chinese reviews), with a
+        learning rate of 0: the weights do not move (AdamW's step and decay are scaled by the
+        learning rate) and the optimizer is thrown away."""
+        import torch
+
+        rng = np.random.default_rng(self.args.seed + 1)
+        batches = length_grouped_batches([len(x) for x in ids], self.args.batch_size, rng)
+        batches.sort(key=lambda b: sum(len(ids[i]) for i in b))
+        picks = np.linspace(0, len(batches) - 1, CALIBRATION_BATCHES + 2).round().astype(int)[1:-1]
+        warm, timed = batches[len(batches) // 2], [batches[i] for i in dict.fromkeys(picks.tolist())]
+        tools = self._step_tools(total_steps=1)
+        trainable = [p for p in self.model_.parameters() if p.requires_grad]
+        tools.optimizer, tools.scheduler = torch.optim.AdamW(trainable, lr=0.0), _NoSchedule()
+        self.model_.train()
+        self._train_step(warm, ids, targets, tools)
+        t0, tokens = time.perf_counter(), 0
+        for batch in timed:
+            self._train_step(batch, ids, targets, tools)
+            tokens += sum(len(ids[i]) for i in batch)
+        tools.optimizer.zero_grad(set_to_none=True)
+        return (time.perf_counter() - t0) / max(tokens, 1)
+
     def _plan_tasks(self, train: TaskData) -> None:
         """``task_specs_`` and ``trained_tasks_`` (the tasks with at least two classes or values)."""
         self.task_specs_ = self._task_specs(train)
@@ -318,7 +427,10 @@ class FineTuner:
         """The encoder (embeddings frozen, LoRA-wrapped as configured) with one head per task, on ``device_``."""
         from ecomine.model.network import MultiHeadEncoder, head_sizes
 
-        if self.args.freeze_embeddings:
+        vocab = encoder.get_input_embeddings().num_embeddings
+        above = self.args.freeze_embeddings_above_vocab
+        self.embeddings_frozen_ = self.args.freeze_embeddings or bool(above and vocab > above)
+        if self.embeddings_frozen_:
             emb = getattr(encoder, "embeddings", None)
             emb = emb if emb is not None else encoder.get_input_embeddings()
             for param in emb.parameters():
@@ -359,11 +471,11 @@ class FineTuner:
             n_rows,
             tools.total_steps,
             args.batch_size,
-            args.epochs,
+            self.epochs_,
             self.trained_tasks_,
             sum(p.numel() for p in tools.params) / 1e6,
             f", LoRA r={args.lora_r}" if args.lora else "",
-            ", embeddings frozen" if args.freeze_embeddings else "",
+            ", embeddings frozen" if self.embeddings_frozen_ else "",
         )
 
     def _train_epoch(

@@ -10,14 +10,17 @@ Per sub-model (a review language, or the catalog):
   for class kinds, ridge for regression on the model's scale, ``log(1 + y)`` for ``log``
   tasks), its strength picked on validation rows by the task's headline metric;
 * per task a fusion weight ``w`` on the fine-tuned model, fit on validation rows over
-  ``WEIGHT_GRID`` by the headline metric (QWK, R^2 or macro-F1; ties go to the smaller w):
+  ``WEIGHT_GRID`` by the headline metric (QWK, R^2 or macro-F1; ties go to the smaller w),
+  kept only when a paired bootstrap on those rows puts its gain over TF-IDF alone above 0
+  with 95% confidence, else 0 (``fit_weight``):
 
   - class kinds: ``p = w * p_finetuned + (1 - w) * p_tfidf``;
   - regression: ``z = w * z_finetuned + (1 - w) * z_tfidf`` on the fine-tuned head's
     standardized scale (``(y' - mean) / std`` with the head's training mean/std).
 
 ``w = 0`` is the TF-IDF model alone and ``w = 1`` the fine-tuned model alone, so on the
-validation rows the hybrid is never worse than either.
+validation rows the hybrid is never worse than the TF-IDF model, and where the encoder's
+gain is not clear the deployed outputs are the TF-IDF model's exactly.
 
 On disk (``<sub-model>/tfidf/``, covered by the manifest's sha256 like every file):
 ``tfidf.json`` (language, parts, tasks with kind, present classes, strength and fusion
@@ -53,6 +56,8 @@ FORMAT = "ecomine-tfidf/1"
 WEIGHT_GRID = np.round(np.arange(0, 1.0001, 0.05), 2)
 CLASS_STRENGTHS = (1.0, 4.0, 16.0)  # logistic regression C candidates
 REGRESSION_STRENGTHS = (1.0, 3.0, 10.0)  # ridge alpha candidates
+FUSION_CONFIDENCE = 0.95  # one-sided confidence that mixing in the encoder beats TF-IDF alone on validation
+FUSION_RESAMPLES = 200
 
 
 def vectorizer(language: str, max_features: int = 200_000):
@@ -251,21 +256,46 @@ class TfidfHeads:
 
 
 def fit_weight(
-    score: Callable[[np.ndarray], float], finetuned: np.ndarray, tfidf: np.ndarray
+    score: Callable[[np.ndarray, np.ndarray], float],
+    y: np.ndarray,
+    finetuned: np.ndarray,
+    tfidf: np.ndarray,
+    seed: int = 0,
 ) -> tuple[float, dict[str, float]]:
-    """The fusion weight on the fine-tuned model over ``WEIGHT_GRID`` that maximizes
-    ``score(w * finetuned + (1 - w) * tfidf)`` on validation rows (the first, i.e. the
-    smallest, of equal best scores), and the scores of the chosen weight and of each model
-    alone. Raw outputs as fused (probabilities, or standardized regression values)."""
-    scores = np.array([score(w * finetuned + (1 - w) * tfidf) for w in WEIGHT_GRID], dtype=float)
+    """The fusion weight on the fine-tuned model, from validation rows (targets ``y``; raw
+    outputs as fused: probabilities, or standardized regression values), and its record.
+
+    The weight over ``WEIGHT_GRID`` that maximizes ``score(w * finetuned + (1 - w) * tfidf, y)``
+    (the smallest of equal best scores) is kept only when its gain over the TF-IDF model
+    alone (w = 0) holds up on validation: the ``1 - FUSION_CONFIDENCE`` quantile of the gain
+    over ``FUSION_RESAMPLES`` paired bootstrap resamples of the rows must be above 0.
+    Otherwise w = 0: the deployed outputs are then exactly the TF-IDF model's, so a gain too
+    small to measure never costs a score below the baseline the promotion gate compares with.
+    The record: the chosen weight's validation score, each model's alone, and (when the best
+    weight is not 0) the best weight, its validation score and the gain's lower bound."""
+    y = np.asarray(y)
+    grid = [w * finetuned + (1 - w) * tfidf for w in WEIGHT_GRID]
+    scores = np.array([score(raw, y) for raw in grid], dtype=float)
     if np.isnan(scores).all():
         return 1.0, {}
     best = int(np.nanargmax(scores))
-    return float(WEIGHT_GRID[best]), {
-        "validation": float(scores[best]),
-        "validation_finetuned": float(scores[-1]),
-        "validation_tfidf": float(scores[0]),
+    record = {"validation_finetuned": float(scores[-1]), "validation_tfidf": float(scores[0])}
+    if best == 0:
+        return 0.0, {"validation": float(scores[0]), **record}
+    rng = np.random.default_rng(seed)
+    gains = []
+    for _ in range(FUSION_RESAMPLES):
+        idx = rng.integers(0, len(y), len(y))
+        gains.append(score(grid[best][idx], y[idx]) - score(tfidf[idx], y[idx]))
+    lower = float(np.nanquantile(np.array(gains, dtype=float), 1.0 - FUSION_CONFIDENCE))
+    record |= {
+        "best_weight": float(WEIGHT_GRID[best]),
+        "validation_best": float(scores[best]),
+        "gain_lower_bound": lower,
     }
+    if not lower > 0:
+        return 0.0, {"validation": float(scores[0]), **record}
+    return float(WEIGHT_GRID[best]), {"validation": float(scores[best]), **record}
 
 
 def fuse(spec: Mapping[str, Any], weight: float, finetuned: np.ndarray, tfidf: np.ndarray) -> np.ndarray:
