@@ -1063,7 +1063,17 @@ def render_doc(records: list[dict[str, Any]]) -> str:
         lines += _dataset_section(ds_name, recs, gpu)
     if gpu:
         lines += _gpu_section(gpu)
-    return "\n".join(lines + _how_to_read())
+    return "\n".join(lines + _label_efficiency_section() + _how_to_read())
+
+
+def _label_efficiency_section() -> list[str]:
+    """The section ``bench/label_efficiency.py`` renders from its results file, if there is one."""
+    path = ROOT / "bench" / "results" / "label_efficiency.json"
+    if not path.is_file():
+        return []
+    import label_efficiency  # bench/label_efficiency.py, next to this file
+
+    return label_efficiency.render_section([r for r in json.loads(path.read_text()) if not r.get("quick")])
 
 
 def _train_precision_summary() -> str:
