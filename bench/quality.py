@@ -107,6 +107,7 @@ class Dataset:
     freeze_embeddings: bool = False
     batch_size: int = 16
     max_seconds: float = 1800.0  # wall-clock cap per fine-tune (the bench must fit ~1.5 h on 2 cores)
+    early_stopping_patience: int = 1  # validations without improvement that end a fine-tune (0 = never)
     finetune_train_cap: int | None = None  # training rows for `finetune` (None = every training row)
     headline: tuple[str, ...] = ()
     description: str = ""
@@ -360,7 +361,7 @@ def run_finetune(ds: Dataset, tr, y_tr, va, y_va, te, lora: bool) -> MethodResul
         lora=lora,
         lora_r=8,
         freeze_embeddings=ds.freeze_embeddings and not lora,
-        early_stopping_patience=1,
+        early_stopping_patience=ds.early_stopping_patience,
         bf16_cpu=True,  # bf16 autocast where the CPU has it natively (bench/train_precision.py)
     )
     name = ds.task.name
