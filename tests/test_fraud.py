@@ -506,6 +506,40 @@ def test_product_risk(scored):
     assert pr["PBAD"]["mean_rating"] is None  # rating 9 is not a rating
 
 
+def test_risk_sources(spark):
+    # a hand-built scored frame (fraud columns given, not computed) with a source column:
+    # each key lists the sorted distinct non-null sources of its own reviews
+    schema = (
+        "review_id string, product_id string, reviewer_id string, rating int, fraud_score double, "
+        "fraud_reason_codes array<string>, sig_reviewer_extreme_share double, sig_reviewer_max_per_day bigint, "
+        "sig_reviewer_consensus_dev double, sig_dup_cluster_size bigint, sig_product_day_reviews bigint, "
+        "sig_product_burst_z double, source string"
+    )
+    sim = "simulated_marketplace:copy_paste"
+    rows = [
+        ("r1", "P1", "U1", 5, 0.9, ["duplicate"], 1.0, 2, 0.5, 2, 2, 1.5, "b"),
+        ("r2", "P2", "U1", 4, 0.1, [], 1.0, 2, 0.5, 1, 1, 0.0, "a"),
+        ("r3", "P1", "U1", 5, 0.8, ["duplicate"], 1.0, 2, 0.5, 2, 2, 1.5, "b"),
+        ("r4", "P2", "U2", 3, 0.2, [], 0.0, 1, None, 1, 1, 0.0, None),
+        ("r5", "P2", "U3", 5, 0.7, ["product_burst"], 1.0, 1, 1.0, 1, 1, 0.0, sim),
+        ("r6", "P3", None, 1, 0.0, [], None, None, None, 1, None, None, "a"),
+    ]
+    df = spark.createDataFrame(rows, schema)
+    by_reviewer = {r["reviewer_id"]: r["sources"] for r in reviewer_risk(df).collect()}
+    assert by_reviewer == {"U1": ["a", "b"], "U2": [], "U3": [sim]}
+    by_product = {r["product_id"]: r["sources"] for r in product_risk(df).collect()}
+    assert by_product == {"P1": ["b"], "P2": ["a", sim], "P3": ["a"]}
+    # without a source column the column is still there, as an empty array<string>
+    plain = df.drop("source")
+    for table, key, keys in (
+        (reviewer_risk(plain), "reviewer_id", ["U1", "U2", "U3"]),
+        (product_risk(plain), "product_id", ["P1", "P2", "P3"]),
+    ):
+        assert table.columns[-1] == "sources"
+        assert table.schema["sources"].dataType.simpleString() == "array<string>"
+        assert sorted((r[key], r["sources"]) for r in table.collect()) == [(k, []) for k in keys]
+
+
 # --------------------------------------------------------------------------- supervised
 
 

