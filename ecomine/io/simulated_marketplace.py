@@ -640,7 +640,14 @@ _DISCLOSURES = {
         "I was given a discount code for reviewing this.",
         "Got it for free through a review program, but my opinion is honest.",
     ),
-    "zh": ("商家送的试用装，", "好评返现，", "收到免费试用，", "评价后返了红包，", "五星好评返现五元，", "参加了免费试用活动，"),
+    "zh": (
+        "商家送的试用装，",
+        "好评返现，",
+        "收到免费试用，",
+        "评价后返了红包，",
+        "五星好评返现五元，",
+        "参加了免费试用活动，",
+    ),
 }
 
 
