@@ -184,7 +184,11 @@ class ModelPositive:
         self.path = str(artifact.fetch(spark, current["artifact_path"]))
         self.manifest = artifact.read_manifest(self.path)
         self.version = self.manifest["model_version"]
-        self.cache_file = CACHE / f"p_positive-{self.version}.parquet"
+        from ecomine.model import fastpath
+
+        # the precision the nightly job's scoring.precision auto picks on this machine
+        self.precision = fastpath.resolve("auto", "cpu")
+        self.cache_file = CACHE / f"p_positive-{self.version}-{self.precision}.parquet"
         self.cache: dict[tuple[str, str], float] = {}
         if self.cache_file.exists():
             c = pd.read_parquet(self.cache_file)
@@ -196,10 +200,10 @@ class ModelPositive:
         from ecomine.text import clean_text
 
         keys = list(zip(frame["language"], frame["text"]))
-        todo = sorted({k for k in keys if k not in self.cache})
+        todo = sorted({k for k in keys if k not in self.cache}, key=lambda k: (k[0], len(k[1]), k[1]))  # less padding
         if todo:
             if self._predictor is None:
-                self._predictor = Predictor(self.path, device="cpu", precision="fp32")
+                self._predictor = Predictor(self.path, device="cpu", precision=self.precision)
             binary = sorted(
                 (t for t in self._predictor.tasks if t["kind"] == "binary"), key=lambda t: t["name"] != "sentiment"
             )
@@ -213,7 +217,14 @@ class ModelPositive:
                 self.cache.update(zip(chunk, p.to_numpy(dtype=float)))
                 done = i + len(chunk)
                 rate = done / (time.perf_counter() - t0)
-                log.info("p_positive by model %s: %d/%d texts (%.1f/s)", self.version, done, len(todo), rate)
+                log.info(
+                    "p_positive by model %s (%s): %d/%d texts (%.1f/s)",
+                    self.version,
+                    self.precision,
+                    done,
+                    len(todo),
+                    rate,
+                )
             CACHE.mkdir(parents=True, exist_ok=True)
             pd.DataFrame(
                 [(lang, t, v) for (lang, t), v in self.cache.items()], columns=["language", "text", "p_positive"]
