@@ -33,6 +33,9 @@ __all__ = [
     "ColumnsConfig",
     "Config",
     "DemoConfig",
+    "InteractionColumns",
+    "RecommendConfig",
+    "SimilarConfig",
     "ExplainConfig",
     "FRAUD_DEFAULT_WEIGHTS",
     "FraudConfig",
@@ -120,6 +123,11 @@ class TablesConfig:
     catalog_scores: str = "catalog_scores"
     review_score_cache: str = "review_score_cache"
     catalog_score_cache: str = "catalog_score_cache"
+    catalog_label_rejects: str = "catalog_label_rejects"
+    product_embeddings: str = "product_embeddings"
+    similar_products: str = "similar_products"
+    interactions: str = "interactions"
+    recommendations: str = "recommendations"
 
 
 @dataclass(frozen=True)
@@ -144,12 +152,28 @@ class CatalogColumns:
     price: str = "price"
     description: str = "description"
     condition: str = "condition"
+    rating: str = "rating"
+    review_count: str = "review_count"
+    source: str = "source"
+
+
+@dataclass(frozen=True)
+class InteractionColumns:
+    """Physical columns of an ``interactions`` table (orders, clicks, ratings): who, what,
+    how much (a rating; null for implicit events) and when."""
+
+    user_id: str = "user_id"
+    product_id: str = "product_id"
+    rating: str = "rating"
+    created_at: str = "created_at"
+    source: str = "source"
 
 
 @dataclass(frozen=True)
 class ColumnsConfig:
     reviews: ReviewColumns = field(default_factory=ReviewColumns)
     catalog: CatalogColumns = field(default_factory=CatalogColumns)
+    interactions: InteractionColumns = field(default_factory=InteractionColumns)
 
 
 @dataclass(frozen=True)
@@ -185,6 +209,7 @@ class TaskConfig:
     positive: str | None = None
     inputs: tuple[str, ...] = ()
     log: bool = False
+    valid_range: tuple[float, float] | None = None  # regression: target values outside [lo, hi] are rejected
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[a-z][a-z0-9_]*", self.name):
@@ -193,6 +218,13 @@ class TaskConfig:
             raise ConfigError(f"task {self.name}: kind {self.kind!r} not one of {TASK_KINDS}")
         if any(not c or not isinstance(c, str) for c in self.inputs) or len(set(self.inputs)) != len(self.inputs):
             raise ConfigError(f"task {self.name}: inputs must be distinct non-empty column names, got {self.inputs}")
+        if self.valid_range is not None and (
+            self.kind != "regression" or len(self.valid_range) != 2 or not self.valid_range[0] <= self.valid_range[1]
+        ):
+            raise ConfigError(
+                f"task {self.name}: valid_range is [lo, hi] with lo <= hi, for regression tasks only, got "
+                f"{self.valid_range} on kind {self.kind!r}"
+            )
         if self.kind == "regression":
             if self.classes or self.label_map or self.positive is not None:
                 raise ConfigError(
@@ -359,6 +391,54 @@ class ScoringConfig:
             raise ConfigError(f"scoring.device must be auto|cpu|cuda, got {self.device!r}")
         if self.batch_size <= 0 or self.arrow_batch_size <= 0:
             raise ConfigError("scoring.batch_size and scoring.arrow_batch_size must be > 0")
+
+
+@dataclass(frozen=True)
+class SimilarConfig:
+    """``similar_products``: top-``k`` neighbours of every product by the catalog encoder's
+    embedding (``ecomine/derived/similar.py``): exact within blocks of products that share the
+    first ``block_levels`` levels of their category path (0 = one block), blocks above
+    ``max_block`` products cut by seeded random hyperplanes. ``k: 0`` turns the table off."""
+
+    k: int = 10
+    block_levels: int = 1
+    max_block: int = 20000
+    seed: int = 20261203
+
+    def __post_init__(self) -> None:
+        if self.k < 0 or self.block_levels < 0 or self.max_block < 2:
+            raise ConfigError(
+                f"similar: k >= 0, block_levels >= 0 and max_block >= 2, got k={self.k}, "
+                f"block_levels={self.block_levels}, max_block={self.max_block}"
+            )
+
+
+@dataclass(frozen=True)
+class RecommendConfig:
+    """``recommendations``: top-``k`` products per user (``ecomine/derived/recommend.py``):
+    ALS for users and products with history, the embeddings' neighbours for products
+    without, popularity for users without. ``sources``: where interactions come from,
+    ``reviews`` (reviewer_id, product_id, rating, created_at) and/or the ``interactions``
+    table (``columns.interactions``). ``k: 0`` turns the table off."""
+
+    k: int = 10
+    sources: tuple[str, ...] = ("reviews", "interactions")
+    implicit_rating: float = 4.0  # rating assumed for an interaction without one (an order, a click)
+    rank: int = 16
+    reg: float = 0.2
+    max_iter: int = 10
+    min_history: int = 3  # interactions a user needs before collaborative/content sources are used
+    seed: int = 20261203
+
+    def __post_init__(self) -> None:
+        bad = sorted(set(self.sources) - {"reviews", "interactions"})
+        if bad or not self.sources:
+            raise ConfigError(f"recommend.sources must be a non-empty list of reviews|interactions, got {self.sources}")
+        if self.k < 0 or self.rank < 1 or self.max_iter < 1 or self.min_history < 0 or self.reg < 0:
+            raise ConfigError(
+                f"recommend: k >= 0, rank >= 1, max_iter >= 1, reg >= 0, min_history >= 0; got k={self.k}, "
+                f"rank={self.rank}, max_iter={self.max_iter}, reg={self.reg}, min_history={self.min_history}"
+            )
 
 
 @dataclass(frozen=True)
@@ -601,6 +681,9 @@ class DemoConfig:
     marketplace_english: int | None = 1500  # real English texts it reuses (None = all)
     marketplace_chinese: int | None = 3000  # real Chinese texts it reuses (None = all)
     marketplace_seed: int = 7
+    lingerie: bool = True  # the real lingerie catalogs of nine retailers join the catalog (source lingerie:*)
+    movielens: bool = True  # real MovieLens ratings -> interactions, its titles -> catalog (source movielens)
+    movielens_users: int | None = None  # users whose ratings load (None = all 671)
 
 
 @dataclass(frozen=True)
@@ -615,6 +698,8 @@ class Config:
     fraud: FraudConfig = field(default_factory=FraudConfig)
     insights: InsightsConfig = field(default_factory=InsightsConfig)
     explain: ExplainConfig = field(default_factory=ExplainConfig)
+    similar: SimilarConfig = field(default_factory=SimilarConfig)
+    recommend: RecommendConfig = field(default_factory=RecommendConfig)
 
     def __post_init__(self) -> None:
         known = {f.name for f in dataclasses.fields(CatalogColumns)}

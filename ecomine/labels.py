@@ -2,7 +2,10 @@
 
 * ``class_index`` / ``class_indices``: source label -> class index (-1 = no label) for
   binary, multiclass and ordinal tasks.
-* ``regression_values``: source value -> float (NaN = no label) for regression tasks.
+* ``regression_values``: source value -> float (NaN = no label) for regression tasks;
+  with a task's ``valid_range`` values outside [lo, hi] are no label either.
+* ``regression_issue``: why a regression task rejects a source value (what the training
+  flow reports as label rejects), from the same rule ``regression_values`` masks with.
 * ``task_targets``: whichever of the two a task needs.
 * ``ordinal_values``: the number each ordinal class stands for (expected values, MAE).
 * ``compose_text``: the model input of a task that reads several text columns.
@@ -29,6 +32,7 @@ __all__ = [
     "normalize_value",
     "ordinal_values",
     "parse_rating",
+    "regression_issue",
     "regression_values",
     "task_targets",
 ]
@@ -72,12 +76,39 @@ def class_indices(task: TaskConfig, values) -> np.ndarray:
     return np.fromiter((class_index(task, v) for v in values), dtype=np.int64, count=len(values))
 
 
-def regression_values(values) -> np.ndarray:
-    """Source values as float64; null, NaN, infinite and non-numbers become NaN (= no label).
+def regression_issue(value: object, valid_range: tuple[float, float] | None = None) -> str | None:
+    """Why a regression source value is not a label, or None when it is one or is missing.
+
+    Missing (None, NaN: Spark's null reaches pandas as NaN, so the two cannot be told
+    apart) is no label and no issue. Otherwise: ``not_a_number`` (a string that does not
+    parse), ``not_finite`` (+-inf), and with ``valid_range`` (lo, hi) ``below_valid_range``
+    / ``above_valid_range`` (the bounds themselves are valid)."""
+    if _is_null(value):
+        return None
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return "not_a_number"
+    if math.isnan(f):
+        return None
+    if not math.isfinite(f):
+        return "not_finite"
+    if valid_range is not None:
+        lo, hi = valid_range
+        if f < lo:
+            return "below_valid_range"
+        if f > hi:
+            return "above_valid_range"
+    return None
+
+
+def regression_values(values, valid_range: tuple[float, float] | None = None) -> np.ndarray:
+    """Source values as float64; null, NaN, infinite and non-numbers become NaN (= no label),
+    and with ``valid_range`` so do values outside [lo, hi] (``regression_issue``).
     The log transform of ``log: true`` tasks is the trainer's job, not done here."""
     out = np.full(len(values), np.nan)
     for i, v in enumerate(values):
-        if v is None:
+        if v is None or regression_issue(v, valid_range) is not None:
             continue
         try:
             f = float(v)
@@ -90,8 +121,11 @@ def regression_values(values) -> np.ndarray:
 
 def task_targets(task: TaskConfig, values) -> np.ndarray:
     """Training targets of one task: class indices (int64, -1 = missing) for binary,
-    multiclass and ordinal tasks, floats (NaN = missing) for regression."""
-    return regression_values(values) if task.kind == "regression" else class_indices(task, values)
+    multiclass and ordinal tasks, floats (NaN = missing, or outside the task's
+    ``valid_range``) for regression."""
+    if task.kind == "regression":
+        return regression_values(values, task.valid_range)
+    return class_indices(task, values)
 
 
 def ordinal_values(classes: Sequence[str]) -> np.ndarray:

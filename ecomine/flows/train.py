@@ -9,6 +9,12 @@ retrains), at most ``model.train.max_samples_per_language`` training rows (picke
 second hash), fine-tune, held-out metrics next to a TF-IDF + linear baseline fit on the
 same training rows, and the current model's metrics on the same test rows for the
 promotion rule.
+
+Catalog regression tasks with a ``valid_range`` take target values outside [lo, hi] (and
+non-finite ones) as no label (``labels.task_targets``); the run reports them: counts per
+task and reason in the manifest (``manifest["catalog"]["label_rejects"]``) and the rows
+MERGEd into the ``catalog_label_rejects`` table (``catalog_label_rejects``,
+``write_label_rejects``), so bad source values are seen rather than silently trained on.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import reduce
@@ -33,21 +40,26 @@ from ecomine.errors import ModelArtifactError
 from ecomine.flows.entities import CATALOG_ENTITY, REVIEWS_ENTITY, Entity
 from ecomine.flows.score import with_key_checks
 from ecomine.io import delta_io, fs, tables
-from ecomine.labels import ordinal_values, task_targets
+from ecomine.labels import ordinal_values, regression_issue, task_targets
 from ecomine.metrics import classification_report, ordinal_report, regression_report
 from ecomine.model import artifact
 from ecomine.model.encoders import needs_query_prefix, resolve_base
 from ecomine.model.predict import ANY, Predictor
 
 __all__ = [
+    "LABEL_REJECTS_COLUMNS",
+    "LABEL_REJECTS_DDL",
     "MODELS_DDL",
     "SubModel",
     "budget_share",
+    "catalog_label_rejects",
     "current_model",
+    "label_reject_counts",
     "record_model",
     "submodels",
     "summarize_metrics",
     "train",
+    "write_label_rejects",
 ]
 
 log = logging.getLogger(__name__)
@@ -56,6 +68,10 @@ MAX_LABELLED_ROWS = 500_000  # hard bound on rows brought to the driver per enti
 MODELS_DDL = (
     "model_version string, created_at timestamp, run_id string, artifact_path string, status string, "
     "base_models string, source_table string, source_version long, metrics string, config string"
+)
+LABEL_REJECTS_COLUMNS = ["product_id", "task", "column", "value", "reason"]
+LABEL_REJECTS_DDL = (
+    "product_id string, task string, column string, value string, reason string, run_id string, detected_at timestamp"
 )
 
 
@@ -100,6 +116,86 @@ def task_entry(t: TaskConfig) -> dict[str, Any]:
         "inputs": list(t.inputs),
         "log": t.log,
     }
+
+
+# --------------------------------------------------------------------------- label rejects
+
+
+def _value_text(v: object) -> str:
+    """A rejected source value as the table stores it: numbers in ``%.10g`` (1.56e+38, inf), else ``str``."""
+    try:
+        return f"{float(v):.10g}"
+    except (TypeError, ValueError):
+        return str(v)
+
+
+def catalog_label_rejects(
+    rows: pd.DataFrame, tasks: Sequence[TaskConfig], key: str = CATALOG_ENTITY.key
+) -> pd.DataFrame:
+    """The target values ``tasks`` do not train on although the row has one, one row per
+    (key, task): ``LABEL_REJECTS_COLUMNS`` (product_id, task, column, value as text, reason
+    from ``labels.regression_issue``: ``not_a_number``, ``not_finite``, ``below_valid_range``,
+    ``above_valid_range``). Only regression tasks with a ``valid_range`` reject; the
+    others keep their behaviour (a non-number is silently no label). Pure pandas, so the
+    training flow and a test call it on the labelled rows the same way."""
+    frames = []
+    for t in tasks:
+        if t.kind != "regression" or t.valid_range is None:
+            continue
+        if t.target not in rows.columns or key not in rows.columns:
+            raise KeyError(f"catalog_label_rejects: rows lack {key!r} or {t.target!r}; have {sorted(rows.columns)}")
+        reasons = rows[t.target].map(lambda v, r=t.valid_range: regression_issue(v, r))
+        bad = reasons.notna()
+        if bad.any():
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "product_id": rows.loc[bad, key].astype(str).to_numpy(),
+                        "task": t.name,
+                        "column": t.target,
+                        "value": rows.loc[bad, t.target].map(_value_text).to_numpy(),
+                        "reason": reasons[bad].to_numpy(),
+                    }
+                )
+            )
+    if not frames:
+        return _no_label_rejects()
+    out = pd.concat(frames, ignore_index=True).drop_duplicates(["product_id", "task"])
+    return out.sort_values(["task", "product_id"], kind="stable").reset_index(drop=True)[LABEL_REJECTS_COLUMNS]
+
+
+def _no_label_rejects() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype="object") for c in LABEL_REJECTS_COLUMNS})
+
+
+def label_reject_counts(rejects: pd.DataFrame) -> dict[str, dict[str, int]]:
+    """Rejected labels per task and reason (``{"popularity": {"above_valid_range": 28}}``), for the manifest."""
+    out: dict[str, dict[str, int]] = {}
+    for (task, reason), n in rejects.groupby(["task", "reason"]).size().items():
+        out.setdefault(str(task), {})[str(reason)] = int(n)
+    return out
+
+
+def write_label_rejects(spark: SparkSession, cfg: Config, rejects: pd.DataFrame, run_id: str) -> dict[str, int]:
+    """MERGE ``rejects`` into ``catalog_label_rejects`` on (product_id, task), stamped with
+    ``run_id`` and ``detected_at``; a row is updated only when its column, value or reason
+    changed, so a rerun on the same data commits nothing. Nothing to write: no commit."""
+    if rejects.empty:
+        log.info("catalog label rejects: none")
+        return {"inserted": 0, "updated": 0, "deleted": 0}
+    path = cfg.table("catalog_label_rejects")
+    stamped = rejects[LABEL_REJECTS_COLUMNS].assign(run_id=run_id, detected_at=datetime.now(timezone.utc))
+    df = spark.createDataFrame(stamped, schema=LABEL_REJECTS_DDL)
+    metrics = delta_io.merge_into(
+        spark,
+        path,
+        df,
+        ["product_id", "task"],
+        compare=["column", "value", "reason"],
+        metadata={"run_id": run_id},
+    )
+    log.info("catalog label rejects: %d rows MERGEd into %s: %s", len(rejects), path, metrics)
+    return metrics
 
 
 # --------------------------------------------------------------------------- labelled rows
@@ -371,19 +467,28 @@ def labelled_tasks(sub: SubModel, rows: pd.DataFrame) -> int:
 
 def _fit_all(
     spark: SparkSession, cfg: Config, staging: Path, current: dict[str, Any] | None
-) -> tuple[dict, dict, dict]:
-    """Fit every sub-model; (fitted by name, source (table, version) by entity, current metrics by name)."""
+) -> tuple[dict, dict, dict, pd.DataFrame]:
+    """Fit every sub-model; (fitted by name, source (table, version) by entity, current metrics
+    by name, the catalog's rejected labels: ``catalog_label_rejects``)."""
     subs = submodels(cfg)
     predictors = _current_predictors(spark, current, {s.entity.name for s in subs})
     fitted: dict[str, Fitted] = {}
     sources: dict[str, dict[str, Any]] = {}
     frames: dict[str, pd.DataFrame] = {}
+    rejects = _no_label_rejects()
     for entity in dict.fromkeys(s.entity for s in subs):
         mine = [s for s in subs if s.entity == entity]
         frame, version = load_labelled(spark, cfg, entity, tuple(t for s in mine for t in s.tasks))
         if frame is None or frame.empty:
             continue
         sources[entity.name] = {"table": cfg.table(entity.source), "version": version}
+        if entity == CATALOG_ENTITY:
+            rejects = catalog_label_rejects(frame, cfg.model.catalog_tasks)
+            log.info(
+                "catalog: %d labelled rows, rejected labels per task and reason: %s",
+                len(frame),
+                label_reject_counts(rejects) or "none",
+            )
         for sub in mine:
             frames[sub.name] = frame[frame["language"] == sub.language]
     todo = [s for s in subs if s.name in frames]
@@ -399,11 +504,19 @@ def _fit_all(
             fitted[sub.name] = fit
             spent += fit.record["train_seconds"]
     current_metrics = {n: f.current_metrics for n, f in fitted.items() if f.current_metrics is not None}
-    return fitted, sources, current_metrics
+    return fitted, sources, current_metrics, rejects
 
 
-def _manifest(cfg: Config, run_id: str, created: datetime, fitted: dict[str, Fitted], sources: dict) -> dict[str, Any]:
-    """The artifact manifest: tasks, sub-models with their fit records, metrics, data and config."""
+def _manifest(
+    cfg: Config,
+    run_id: str,
+    created: datetime,
+    fitted: dict[str, Fitted],
+    sources: dict,
+    label_rejects: dict[str, dict[str, int]] | None = None,
+) -> dict[str, Any]:
+    """The artifact manifest: tasks, sub-models with their fit records, metrics, data and config;
+    ``label_rejects`` (``label_reject_counts``) goes to the catalog section."""
     languages = {n: f.record for n, f in fitted.items() if n != "catalog"}
     manifest: dict[str, Any] = {
         "created_at": created.isoformat(),
@@ -424,6 +537,7 @@ def _manifest(cfg: Config, run_id: str, created: datetime, fitted: dict[str, Fit
             "inputs": list(tasks[0].inputs),
             **fitted["catalog"].record,
             "source": {**sources["catalog"], "key": CATALOG_ENTITY.key},
+            "label_rejects": label_rejects or {},
         }
     return manifest
 
@@ -434,12 +548,13 @@ def train(spark: SparkSession, cfg: Config, run_id: str) -> dict[str, Any]:
     t0 = time.time()
     current = current_model(spark, cfg)
     staging = artifact.staging_dir(cfg.storage.artifacts_path)
-    fitted, sources, current_metrics = _fit_all(spark, cfg, staging, current)
+    fitted, sources, current_metrics, label_rejects = _fit_all(spark, cfg, staging, current)
+    write_label_rejects(spark, cfg, label_rejects, run_id)  # reported even when no model gets published
     if not any(n != "catalog" for n in fitted):
         raise ValueError(f"no language in model.encoders {sorted(cfg.model.encoders)} has labelled training rows")
     created = datetime.now(timezone.utc)
     version = created.strftime("v%Y%m%dT%H%M%SZ") + "-" + run_id.rsplit("-", 1)[-1]
-    manifest = _manifest(cfg, run_id, created, fitted, sources)
+    manifest = _manifest(cfg, run_id, created, fitted, sources, label_reject_counts(label_rejects))
     method = cfg.model.method
     candidate = {name: promotion.deployed_metrics(m, method) for name, m in manifest["metrics"].items()}
     baselines = {name: m.get("tfidf_logreg") or {} for name, m in manifest["metrics"].items()}

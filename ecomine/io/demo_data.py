@@ -28,6 +28,7 @@ from ecomine.text import clean_text
 __all__ = [
     "CATALOG_COLUMNS",
     "CATALOG_DDL",
+    "INTERACTIONS_DDL",
     "REVIEWS_DDL",
     "REVIEW_COLUMNS",
     "amazon_reviews",
@@ -49,7 +50,10 @@ REVIEW_COLUMNS = [
     "created_at",
     "source",
 ]
-CATALOG_COLUMNS = ["product_id", "name", "category", "brand", "price", "description", "condition", "shipping", "source"]
+CATALOG_COLUMNS = [
+    "product_id", "name", "category", "brand", "price", "description", "condition", "shipping", "rating",
+    "review_count", "source",
+]  # fmt: skip
 
 REVIEWS_DDL = (
     "review_id string, product_id string, reviewer_id string, rating int, label string, "
@@ -57,8 +61,10 @@ REVIEWS_DDL = (
 )
 CATALOG_DDL = (
     "product_id string, name string, category string, brand string, price double, "
-    "description string, condition int, shipping int, source string"
+    "description string, condition int, shipping int, rating double, review_count double, source string"
 )
+
+INTERACTIONS_DDL = "user_id string, product_id string, rating double, created_at timestamp, source string"
 
 
 def _package_dir(module: str) -> Path:
@@ -147,6 +153,8 @@ def mercari_catalog(limit: int | None = None) -> pd.DataFrame:
             "description": desc,
             "condition": m["item_condition_id"].astype("Int32"),
             "shipping": m["shipping"].astype("Int32"),
+            "rating": float("nan"),
+            "review_count": float("nan"),
             "source": "mercari",
         }
     )

@@ -8,11 +8,21 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from ecomine.config import CatalogColumns, Config, ReviewColumns
+from ecomine.config import CatalogColumns, Config, InteractionColumns, ReviewColumns
 from ecomine.errors import SchemaError
 from ecomine.io import delta_io
 
-__all__ = ["CATALOG_SCHEMA", "REVIEW_SCHEMA", "conform", "read_catalog", "read_changes", "read_reviews", "read_source"]
+__all__ = [
+    "CATALOG_SCHEMA",
+    "INTERACTION_SCHEMA",
+    "REVIEW_SCHEMA",
+    "conform",
+    "read_interactions",
+    "read_catalog",
+    "read_changes",
+    "read_reviews",
+    "read_source",
+]
 
 _STRINGISH = (T.StringType, T.IntegerType, T.LongType)
 
@@ -40,10 +50,28 @@ CATALOG_SCHEMA: dict[str, tuple[bool, tuple[type, ...], str]] = {
     "price": (False, (T.DoubleType, T.FloatType, T.DecimalType, T.IntegerType, T.LongType), "double"),
     "description": (False, (T.StringType,), "string"),
     "condition": (False, (T.StringType, T.IntegerType, T.LongType, T.ShortType, T.ByteType), "string"),
+    "rating": (False, (T.DoubleType, T.FloatType, T.DecimalType, T.IntegerType, T.LongType), "double"),
+    "review_count": (False, (T.DoubleType, T.FloatType, T.DecimalType, T.IntegerType, T.LongType), "double"),
+    "source": (False, (T.StringType,), "string"),
 }
 
 
-def conform(df: DataFrame, table: str, mapping: ReviewColumns | CatalogColumns, schema: dict) -> DataFrame:
+INTERACTION_SCHEMA: dict[str, tuple[bool, tuple[type, ...], str]] = {
+    "user_id": (True, _STRINGISH, "string"),
+    "product_id": (True, _STRINGISH, "string"),
+    "rating": (
+        False,
+        (T.DoubleType, T.FloatType, T.DecimalType, T.IntegerType, T.LongType, T.ShortType, T.ByteType),
+        "double",
+    ),
+    "created_at": (False, (T.TimestampType, T.TimestampNTZType, T.DateType), "timestamp"),
+    "source": (False, (T.StringType,), "string"),
+}
+
+
+def conform(
+    df: DataFrame, table: str, mapping: ReviewColumns | CatalogColumns | InteractionColumns, schema: dict
+) -> DataFrame:
     """Select the mapped physical columns under logical names with canonical types.
 
     Missing optional columns become typed nulls; a missing required column or a column
@@ -75,7 +103,9 @@ def _source(cfg: Config, name: str) -> tuple[str, ReviewColumns | CatalogColumns
         return cfg.table("reviews"), cfg.columns.reviews, REVIEW_SCHEMA
     if name == "catalog":
         return cfg.table("catalog"), cfg.columns.catalog, CATALOG_SCHEMA
-    raise ValueError(f"unknown source table {name!r}: expected reviews or catalog")
+    if name == "interactions":
+        return cfg.table("interactions"), cfg.columns.interactions, INTERACTION_SCHEMA
+    raise ValueError(f"unknown source table {name!r}: expected reviews, catalog or interactions")
 
 
 def read_source(spark: SparkSession, cfg: Config, name: str, version: int | None = None) -> DataFrame | None:
@@ -114,3 +144,33 @@ def read_reviews(spark: SparkSession, cfg: Config, version: int | None = None) -
 
 def read_catalog(spark: SparkSession, cfg: Config, version: int | None = None) -> DataFrame | None:
     return read_source(spark, cfg, "catalog", version)
+
+
+def read_interactions(spark: SparkSession, cfg: Config) -> DataFrame | None:
+    """Every interaction ``recommend.sources`` names, under logical columns (user_id,
+    product_id, rating double, created_at, source): reviews with a reviewer and a product
+    (their star rating; null when unparsable) and the ``interactions`` table when it exists.
+    None when there are none."""
+    parts = []
+    if "reviews" in cfg.recommend.sources:
+        reviews = read_source(spark, cfg, "reviews")
+        if reviews is not None:
+            parts.append(
+                reviews.filter(F.col("reviewer_id").isNotNull() & F.col("product_id").isNotNull()).select(
+                    F.col("reviewer_id").alias("user_id"),
+                    "product_id",
+                    F.expr("try_cast(rating AS double)").alias("rating"),
+                    "created_at",
+                    F.coalesce(F.col("source"), F.lit("reviews")).alias("source"),
+                )
+            )
+    if "interactions" in cfg.recommend.sources:
+        inter = read_source(spark, cfg, "interactions")
+        if inter is not None:
+            parts.append(inter.filter(F.col("user_id").isNotNull() & F.col("product_id").isNotNull()))
+    if not parts:
+        return None
+    out = parts[0]
+    for p in parts[1:]:
+        out = out.unionByName(p)
+    return out
