@@ -48,14 +48,15 @@ def _cfg(root: Path, *extra: str) -> config.Config:
 # --------------------------------------------------------------------------- no JVM
 
 
-def test_shipped_catalog_tasks_are_price_and_condition_over_the_listing_text():
+def test_shipped_catalog_tasks_are_price_condition_rating_and_popularity_over_the_listing_text():
     cfg = config.load(ROOT / "conf", "local", [])
-    assert [(t.name, t.kind, t.target) for t in cfg.model.catalog_tasks] == [
-        ("price", "regression", "price"),
-        ("condition", "ordinal", "condition"),
+    assert [(t.name, t.kind, t.target, t.log, t.valid_range) for t in cfg.model.catalog_tasks] == [
+        ("price", "regression", "price", True, None),
+        ("condition", "ordinal", "condition", False, None),
+        ("product_rating", "regression", "rating", False, (0.0, 5.0)),
+        ("popularity", "regression", "review_count", True, (0.0, 1e7)),
     ]
     assert all(list(t.inputs) == INPUTS for t in cfg.model.catalog_tasks)
-    assert cfg.model.catalog_tasks[0].log is True
 
 
 def test_catalog_task_over_an_unknown_column_names_it(tmp_path):
@@ -159,6 +160,37 @@ def test_scores_equal_the_driver_side_predictor_on_the_composed_listing(lake):
     np.testing.assert_allclose(out["condition_expected"], expected["condition_expected"], rtol=1e-5)
     assert list(out["condition_label"]) == list(expected["condition_label"])
     assert out["condition_expected"].between(1, 5).all() and (out["price_value"] > 0).all()
+    # product_embeddings: the same forward pass's mean-pooled encoder output, unit length
+    emb = _pd(cfg, "product_embeddings").set_index("product_id").loc[source["product_id"]]
+    assert (emb["model_version"] == manifest["model_version"]).all() and (emb["dim"] == 384).all()
+    got = np.stack(emb["embedding"].to_numpy()).astype(np.float64)
+    want = np.stack(expected["embedding"].to_numpy()).astype(np.float64)
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert list(emb["text_sha256"]) == list(out["text_sha256"])
+    assert not set(_pd(cfg, "product_embeddings")["product_id"]) & {"bad-empty", "bad-dup"}  # rejected: none
+
+
+def test_embedding_is_the_unit_mean_pool_of_the_shipped_catalog_encoder(lake):
+    """Independent of the Predictor: the artifact's encoder run with transformers directly."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from ecomine.io import fs
+
+    cfg, manifest, _ = lake
+    source = _pd(cfg, "catalog")
+    source = source[source["source"] != "test:bad"].sort_values("product_id").head(3)
+    texts = input_texts({c: source[c].tolist() for c in INPUTS}, INPUTS)
+    root = fs.local_path(manifest["artifact_path"]) / "catalog"
+    tok, enc = AutoTokenizer.from_pretrained(root / "tokenizer"), AutoModel.from_pretrained(root / "encoder").eval()
+    with torch.no_grad():
+        batch = tok(texts, truncation=True, max_length=int(manifest["max_length"]), padding=True, return_tensors="pt")
+        hidden = enc(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).float()
+        want = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1).numpy()
+    emb = _pd(cfg, "product_embeddings").set_index("product_id").loc[source["product_id"]]
+    np.testing.assert_allclose(np.stack(emb["embedding"].to_numpy()), want, atol=1e-4)
 
 
 def test_manifest_holds_catalog_metrics_next_to_tfidf_on_the_hash_split(lake):

@@ -30,7 +30,9 @@ class Entity:
     ``key`` keys the source rows and the scores table; ``rejects`` names a rejects table of
     its own, or None when rejected rows are kept in the scores table (a ``reject_reason``
     and null outputs); ``cache`` names the table of model outputs per (model version,
-    precision, language, text hash) that content-addressed scoring reuses. ``prepare(df, scoring=, section=)`` adds ``clean_text``,
+    precision, language, text hash) that content-addressed scoring reuses; ``embeddings`` names
+    the table that gets each row's text embedding (keyed by the entity key and model version),
+    or None when the entity's embeddings are not kept. ``prepare(df, scoring=, section=)`` adds ``clean_text``,
     ``text_cut``, ``text_sha256``, ``language`` and a text ``reject_reason``; ``section``
     is the artifact manifest's part for this entity (``section(manifest)``). ``finish``
     adds the columns derived from the outputs. The scores table's columns are the key,
@@ -43,6 +45,7 @@ class Entity:
     rejects: str | None
     cache: str
     primary: bool
+    embeddings: str | None
     carry: tuple[str, ...]
     extra: tuple[str, ...]
     section: Callable[[dict[str, Any]], dict[str, Any] | None]
@@ -51,13 +54,15 @@ class Entity:
 
     def inline_rejects(self, rejects: DataFrame, tasks: list[dict[str, Any]]) -> DataFrame:
         """Rejected rows as scores-table rows: null outputs and the reason (keyed rows only)."""
-        outputs = [F.lit(None).cast(t).alias(c) for c, t in output_columns(tasks) if c != "truncated"]
+        cols = output_columns(tasks, embedding=self.embeddings is not None)
+        outputs = [F.lit(None).cast(t).alias(c) for c, t in cols if c not in ("truncated", "embedding")]
         return rejects.filter(F.col(self.key).isNotNull()).select(
             self.key,
             *self.carry,
             *outputs,
             F.lit(None).cast("boolean").alias("truncated"),
             *self.extra,
+            *([F.lit(None).cast("array<float>").alias("embedding")] if self.embeddings else []),
             "model_version",
             "run_id",
             "scored_at",
@@ -99,6 +104,7 @@ REVIEWS_ENTITY = Entity(
     rejects="review_scores_rejects",
     cache="review_score_cache",
     primary=True,
+    embeddings=None,
     carry=("product_id", "language", "text_sha256", "rating", "rating_issue"),
     extra=("p_positive", "product_name", "product_category"),
     section=_review_section,
@@ -132,6 +138,7 @@ CATALOG_ENTITY = Entity(
     rejects=None,
     cache="catalog_score_cache",
     primary=False,
+    embeddings="product_embeddings",
     carry=("text_sha256",),
     extra=("reject_reason",),
     section=_catalog_section,

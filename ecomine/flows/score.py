@@ -288,14 +288,16 @@ def with_scores(
     precision: str = "fp32",
     scope: str = "reviews",
     cache_size: int = 2,
+    embedding: bool = False,
 ) -> DataFrame:
     """Adds one column per task output (``<task>_label``, ``<task>_prob``, ...) plus
     ``n_tokens``, ``truncated``, from one forward pass per row of ``clean_text`` through the
-    model for ``language`` (``scope="catalog"``: the catalog model, ``tasks`` its tasks).
+    model for ``language`` (``scope="catalog"``: the catalog model, ``tasks`` its tasks), and
+    with ``embedding`` the text's L2-normalised embedding (``array<float>``).
 
     ``shipped``: the model registered with Spark (``ship.register``); each task finds it
     unpacked in its executor's SparkFiles, never at a driver path."""
-    cols = output_columns(tasks)
+    cols = output_columns(tasks, embedding=embedding)
     schema = ", ".join(f"{c} {t}" for c, t in cols)
 
     @F.pandas_udf(schema)
@@ -315,7 +317,8 @@ def with_scores(
         )
         progress = _Progress(f"{scope} scoring on {device}, {precision}")
         for texts, langs in batches:
-            yield predictor.predict(texts.tolist(), langs.tolist(), batch_size=batch_size)
+            out = predictor.predict(texts.tolist(), langs.tolist(), batch_size=batch_size)
+            yield out if embedding else out.drop(columns=["embedding"], errors="ignore")
             progress.add(len(texts))
         progress.done()
 
@@ -324,7 +327,7 @@ def with_scores(
 
 
 def cached_outputs(
-    spark: SparkSession, path: str, model_version: str, precision: str, tasks: list[dict]
+    spark: SparkSession, path: str, model_version: str, precision: str, tasks: list[dict], embedding: bool = False
 ) -> DataFrame | None:
     """The score cache's outputs of ``model_version`` at ``precision``: one row per
     (language, text_sha256) with the model output columns (``truncated`` is the model's own
@@ -332,8 +335,8 @@ def cached_outputs(
     if not delta_io.table_exists(spark, path):
         return None
     cache = delta_io.read(spark, path)
-    outputs = [c for c, _ in output_columns(tasks)]
-    if not set(outputs) <= set(cache.columns):  # written by other models' tasks only
+    outputs = [c for c, _ in output_columns(tasks, embedding=embedding)]
+    if not set(outputs) <= set(cache.columns):  # written by other models' tasks (or before embeddings were kept)
         return None
     return cache.filter((F.col("model_version") == model_version) & (F.col("precision") == precision)).select(
         *TEXT_KEY, *outputs
@@ -490,10 +493,13 @@ def score(
         precision=sc.precision,
         scope=entity.name,
         cache_size=sc.model_cache_size,
+        embedding=entity.embeddings is not None,
     )
     encoded = hits = None
     if sc.content_addressed:
-        cached = cached_outputs(spark, cfg.table(entity.cache), version, sc.precision, tasks)
+        cached = cached_outputs(
+            spark, cfg.table(entity.cache), version, sc.precision, tasks, embedding=entity.embeddings is not None
+        )
         per_text, encoded, hits = by_distinct_text(todo, cached, partitions, **score_kw)
         with_outputs = todo.join(per_text, on=list(TEXT_KEY), how="left")  # a row without outputs fails below
     else:
@@ -506,6 +512,7 @@ def score(
         *outputs,
         (F.col("truncated") | F.col("text_cut")).alias("truncated"),
         *entity.extra,
+        *(["embedding"] if entity.embeddings else []),  # split off into its own table by publish
         *_stamps(version, run.run_id, now),
     )
     rejects = rejects.select(
@@ -562,12 +569,14 @@ def publish(spark: SparkSession, cfg: Config, run: Run, scored: Scored) -> Score
     scores_path = cfg.table(entity.scores)
     if scored.encoded is not None:
         _publish_cache(spark, cfg.table(entity.cache), scored, run, meta)
+    scores = scored.scores
+    if entity.embeddings:
+        _publish_embeddings(spark, cfg.table(entity.embeddings), scored, run, meta, cfg.scoring.rescore)
+        scores = scores.drop("embedding")
     if scored.n_rows or not delta_io.table_exists(spark, scores_path):
-        compare = [c for c in scored.scores.columns if c not in STAMPS]
+        compare = [c for c in scores.columns if c not in STAMPS]
         txn = (f"ecomine:{scores_path}", runs.txn_version(run.run_id))
-        m = delta_io.merge_into(
-            spark, scores_path, scored.scores, [entity.key], compare=compare, metadata=meta, txn=txn
-        )
+        m = delta_io.merge_into(spark, scores_path, scores, [entity.key], compare=compare, metadata=meta, txn=txn)
         stats.inserted, stats.updated = m["inserted"], m["updated"]
     if entity.rejects is not None:
         _publish_rejects(spark, cfg.table(entity.rejects), scored, run, meta)
@@ -594,6 +603,35 @@ def _publish_cache(spark: SparkSession, path: str, scored: Scored, run: Run, met
         txn = (f"ecomine:{path}", runs.txn_version(run.run_id))
         delta_io.append_rows(spark, path, rows, metadata=meta, txn=txn)
     delta_io.delete_where(spark, path, F.col("model_version") != F.lit(scored.model_version), metadata=meta)
+
+
+def _publish_embeddings(
+    spark: SparkSession, path: str, scored: Scored, run: Run, meta: dict[str, Any], rescore: str
+) -> None:
+    """Each scored row's embedding into ``path`` (e.g. ``product_embeddings``: key, model_version,
+    text_sha256, dim, embedding, run_id, embedded_at), keyed by (key, model_version). A row
+    rejected now loses its row. When a new model version rescores everything
+    (``rescore: all_on_model_change``), rows of other versions leave: embeddings of two
+    encoders are not comparable, so the table holds one model version's vectors."""
+    key = scored.entity.key
+    rows = scored.scores.filter(F.col("embedding").isNotNull()).select(
+        key,
+        "model_version",
+        "text_sha256",
+        F.size("embedding").alias("dim"),
+        "embedding",
+        "run_id",
+        F.col("scored_at").alias("embedded_at"),
+    )
+    if scored.n_rows or not delta_io.table_exists(spark, path):
+        txn = (f"ecomine:{path}", runs.txn_version(run.run_id))
+        delta_io.merge_into(
+            spark, path, rows, [key, "model_version"], compare=["text_sha256", "embedding"], metadata=meta, txn=txn
+        )
+    rejected = scored.scores.filter(F.col("embedding").isNull()).select(key)
+    delta_io.delete_keys(spark, path, rejected, key, metadata=meta)
+    if rescore == "all_on_model_change":
+        delta_io.delete_where(spark, path, F.col("model_version") != F.lit(scored.model_version), metadata=meta)
 
 
 def _publish_rejects(spark: SparkSession, path: str, scored: Scored, run: Run, meta: dict[str, Any]) -> None:

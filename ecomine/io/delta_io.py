@@ -29,6 +29,7 @@ __all__ = [
     "merge_into",
     "overwrite_small",
     "read",
+    "sync_into",
     "table_exists",
     "table_version",
     "upsert_rows",
@@ -152,6 +153,38 @@ def merge_into(
             builder = builder.withSchemaEvolution()
         builder.execute()
     return last_operation_metrics(spark, path)
+
+
+def sync_into(
+    spark: SparkSession,
+    path: str,
+    source: DataFrame,
+    keys: Sequence[str],
+    *,
+    compare: Sequence[str] | None = None,
+    metadata: dict | None = None,
+) -> dict[str, int]:
+    """Make the table at ``path`` hold exactly ``source``'s keys: MERGE the new and changed rows
+    (``merge_into``), then delete the rows whose keys ``source`` lacks (one MERGE ... DELETE
+    commit, none when nothing is stale). For derived tables recomputed whole (neighbour and
+    recommendation lists), so a rerun with the same result commits nothing.
+    Returns inserted/updated/deleted row counts."""
+    from delta.tables import DeltaTable
+
+    source = source.persist()
+    try:
+        m = merge_into(spark, path, source, keys, compare=compare, metadata=metadata)
+        target = DeltaTable.forPath(spark, path)
+        stale = target.toDF().select(*keys).join(source.select(*keys), on=list(keys), how="left_anti").persist()
+        n = stale.count()
+        if n:
+            on = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
+            with _commit_context(spark, metadata, None):
+                target.alias("t").merge(stale.alias("s"), on).whenMatchedDelete().execute()
+        stale.unpersist()
+    finally:
+        source.unpersist()
+    return {"inserted": m.get("inserted", 0), "updated": m.get("updated", 0), "deleted": n}
 
 
 def last_operation_metrics(spark: SparkSession, path: str) -> dict[str, int]:

@@ -19,7 +19,9 @@ Outputs per task (``output_columns``), named after the task ``t``:
   the training mean/std kept in ``<lang>/heads.json`` and, for ``log`` tasks,
   transformed back with ``exp(x) - 1``).
 
-then ``n_tokens`` and ``truncated``. A task without labels in a language's training
+then ``n_tokens`` and ``truncated``; with ``embedding=True`` (the catalog scope) also ``embedding``:
+the encoder's mean-pooled output, L2-normalised, as float32 (``product_embeddings``, ``similar_products``).
+A task without labels in a language's training
 rows has null outputs for that language.
 
 With ``method: hybrid`` in a sub-model's manifest record, each head's raw output is first fused
@@ -54,6 +56,7 @@ __all__ = [
     "HEADS_META",
     "REVIEWS",
     "DEFAULT_CACHE_SIZE",
+    "EMBEDDING",
     "Predictor",
     "cached_models",
     "frame_from_columns",
@@ -83,13 +86,17 @@ def _task_columns(t: Mapping[str, Any]) -> list[tuple[str, str]]:
     return cols
 
 
-def output_columns(tasks: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    """(column, Spark SQL type) of the prediction outputs, in order, for a task list."""
+EMBEDDING = ("embedding", "array<float>")
+
+
+def output_columns(tasks: list[dict[str, Any]], embedding: bool = False) -> list[tuple[str, str]]:
+    """(column, Spark SQL type) of the prediction outputs, in order, for a task list
+    (``embedding``: and the text's embedding, last)."""
     cols: list[tuple[str, str]] = []
     for t in tasks:
         cols += _task_columns(t)
     cols += [("n_tokens", "int"), ("truncated", "boolean")]
-    return cols
+    return cols + [EMBEDDING] if embedding else cols
 
 
 def task_outputs(task: Mapping[str, Any], raw: np.ndarray) -> dict[str, np.ndarray]:
@@ -202,6 +209,7 @@ class Predictor:
         else:
             raise ValueError(f"scope must be {REVIEWS!r} or {CATALOG!r}, got {scope!r}")
         self.device = device
+        self.embedding = scope == CATALOG  # catalog rows also get their embedding (product_embeddings)
         log.info(
             "loaded model %s (%s: %s) on %s in %.1fs",
             self.model_version,
@@ -218,7 +226,7 @@ class Predictor:
     def predict(self, texts: list[str], languages: list[str], batch_size: int = 32) -> pd.DataFrame:
         """One row per text (input order) with ``output_columns(tasks)``; each text goes to its language's model."""
         n = len(texts)
-        cols = output_columns(self.tasks)
+        cols = output_columns(self.tasks, embedding=self.embedding)
         out = {c: np.full(n, None, dtype=object) for c, _ in cols}
         langs = np.asarray(languages, dtype=object)
         for lang, lm in self.models.items():
@@ -247,15 +255,22 @@ class Predictor:
         order = np.argsort([len(x) for x in ids_list], kind="stable")
         tasks = [t for t in self.tasks if t["name"] in lm.trained]  # the others stay null in this language
         raw = {t["name"]: [] for t in tasks}
+        pooled_parts = []
         with torch.inference_mode():
             for start in range(0, len(order), batch_size):
                 batch = [ids_list[i] for i in order[start : start + batch_size]]
                 ids, mask = pad_batch(batch, lm.tokenizer.pad_token_id)
                 with lm.autocast():
-                    logits, _ = lm.net(ids.to(lm.device), mask.to(lm.device))
+                    logits, pooled = lm.net(ids.to(lm.device), mask.to(lm.device))
                 for t in tasks:
                     raw[t["name"]].append(raw_head_output(t["kind"], logits[t["name"]]))
+                if self.embedding:
+                    pooled_parts.append(torch.nn.functional.normalize(pooled.float(), dim=-1).cpu().numpy())
         rows = idx[order]
+        if self.embedding and len(order):
+            emb = np.concatenate(pooled_parts).astype(np.float32)
+            for j, r in enumerate(rows):
+                out["embedding"][r] = emb[j]
         tfidf = lm.tfidf.predict_raw([texts[i] for i in order]) if lm.tfidf is not None and len(order) else {}
         for t in tasks:
             if len(order):
