@@ -1,6 +1,7 @@
 """The nightly job: train when no model exists (or when asked), then score new/changed reviews
-into review_scores and catalog products into catalog_scores, derive the fraud, risk, insight
-and explanation tables, with one row per run in the runs table."""
+into review_scores and catalog products into catalog_scores (and their embeddings into
+product_embeddings), derive the fraud, risk, insight and explanation tables, then
+similar_products and recommendations, with one row per run in the runs table."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ def run(spark, cfg: config.Config, train: bool = False, run_id: str | None = Non
         model = pipeline.ensure_model(spark, cfg, r, force_train=train)
         pipeline.score_entities(spark, cfg, r, model)
         pipeline.derive_tables(spark, cfg, r, model)
+        pipeline.derive_product_tables(spark, cfg, r)
     if r.details.get("selection") != "unchanged" or r.counts.get("rows_scored"):
         # After the ledger row is final, so the page shows the run's real status and times.
         r.details["report"] = report.write_report(
@@ -50,6 +52,13 @@ def _summary(spark, cfg: config.Config, r: runs.Run, seconds: float) -> str:
     if r.details.get("catalog"):
         c = r.details["catalog"]
         lines.append(f"  catalog products scored {c['scored']}, rejected {c['rejected']}, written {c['written']}")
+    product_tables = [
+        f"{name} {r.details[f'{name}_written']} rows written, {r.details.get(f'{name}_deleted', 0)} removed"
+        for name in ("similar_products", "recommendations")
+        if f"{name}_written" in r.details
+    ]
+    if product_tables:
+        lines.append("  " + "; ".join(product_tables))
     if r.details.get("report"):
         lines.append(f"  run report: {r.details['report']}")
     lines += [

@@ -18,7 +18,7 @@ import pytest
 from deltalake import DeltaTable as RsTable
 
 from ecomine import config
-from ecomine.io import demo_data
+from ecomine.io import demo_data, movielens
 from ecomine.io import simulated_marketplace as sm
 from ecomine.model.predict import Predictor
 from jobs import load_demo_data, nightly
@@ -34,13 +34,22 @@ BAD_ROWS = [
 ]
 
 
+ML_USERS = 15  # real MovieLens users whose ratings the demo loads as interactions
+
+
 @pytest.fixture(scope="module")
 def lake(spark, tmp_path_factory):
     root = tmp_path_factory.mktemp("e2e")
     cfg = config.load(
         ROOT / "conf",
         "test",
-        [f"storage.root={root}", f"storage.artifacts={root}/_artifacts", "demo.simulated_marketplace=true"],
+        [
+            f"storage.root={root}",
+            f"storage.artifacts={root}/_artifacts",
+            "demo.simulated_marketplace=true",
+            "demo.movielens=true",
+            f"demo.movielens_users={ML_USERS}",
+        ],
     )
     load_demo_data.run(spark, cfg)
     bad = spark.createDataFrame(
@@ -79,7 +88,13 @@ def test_demo_tables_hold_the_real_data(lake):
     assert set(reviews["language"]) == {"en", "zh", "fr"}
     en = reviews[reviews["source"].str.startswith("amazon")]
     assert set(en["label"]) <= {"great", "other"} and (en.loc[en["label"] == "great", "rating"] == 5).all()
-    assert len(_pd(cfg, "catalog")) == 200
+    catalog = _pd(cfg, "catalog")
+    ml = movielens.movielens_interactions(ML_USERS)
+    assert sorted(catalog.loc[catalog["source"] == "movielens", "product_id"]) == sorted(ml["product_id"].unique())
+    assert (catalog["source"] == "mercari").sum() == 200 and len(catalog) == 200 + ml["product_id"].nunique()
+    inter = _pd(cfg, "interactions")
+    assert len(inter) == len(ml) and inter["user_id"].nunique() == ML_USERS
+    assert sorted(inter["rating"]) == sorted(ml["rating"])
 
 
 def test_loading_twice_does_not_duplicate(spark, lake):
@@ -139,13 +154,31 @@ def test_predictions_match_the_saved_model_on_the_driver(lake):
 
 def test_rerun_changes_nothing(spark, lake):
     cfg, first = lake
-    versions = {t: RsTable(cfg.table(t)).version() for t in ("review_scores", "review_scores_rejects")}
+    versions = {
+        t: RsTable(cfg.table(t)).version() for t in ("review_scores", "review_scores_rejects", "recommendations")
+    }
     before = _pd(cfg, "review_scores").sort_values("review_id").reset_index(drop=True)
     second = nightly.run(spark, cfg)
     assert second.counts["rows_scored"] == 0
     assert {t: RsTable(cfg.table(t)).version() for t in versions} == versions  # no commit at all
     after = _pd(cfg, "review_scores").sort_values("review_id").reset_index(drop=True)
     assert after.equals(before)
+
+
+def test_recommendations_serve_every_user_and_skip_what_they_rated(lake):
+    """Interactions = the MovieLens ratings + the simulated marketplace's reviews (reviewer,
+    product, stars), recomputed here from the source tables with pandas."""
+    cfg, run = lake
+    reviews = _pd(cfg, "reviews")
+    reviews = reviews[reviews["reviewer_id"].notna() & reviews["product_id"].notna()]
+    inter = _pd(cfg, "interactions")
+    pairs = set(zip(inter["user_id"], inter["product_id"])) | set(zip(reviews["reviewer_id"], reviews["product_id"]))
+    recs = _pd(cfg, "recommendations")
+    assert set(recs["user_id"]) == {u for u, _ in pairs}
+    assert not {(u, p) for u, p in zip(recs["user_id"], recs["product_id"])} & pairs
+    assert recs.groupby("user_id")["rank"].agg(lambda r: sorted(r) == list(range(1, len(r) + 1))).all()
+    assert set(recs["source"]) <= {"collaborative", "popular"}  # no catalog model here: no embeddings, no content
+    assert (recs["run_id"] == run.run_id).all()
 
 
 def test_edited_review_is_rescored_and_fixed_reject_leaves(spark, lake):

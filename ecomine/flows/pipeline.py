@@ -19,11 +19,11 @@ from ecomine.flows import score
 from ecomine.flows import train as training
 from ecomine.flows.entities import ENTITIES
 from ecomine.flows.score import ScoreStats
-from ecomine.io import delta_io, demo_data, simulated_marketplace, tables
+from ecomine.io import delta_io, demo_data, runs, simulated_marketplace, tables
 from ecomine.io.runs import Run
 from ecomine.model import artifact, ship
 
-__all__ = ["derive_tables", "ensure_model", "fraud_input", "load_demo_data", "score_entities"]
+__all__ = ["derive_product_tables", "derive_tables", "ensure_model", "fraud_input", "load_demo_data", "score_entities"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,31 @@ def load_demo_data(spark: SparkSession, cfg: Config, run: Run) -> dict[str, int]
         )
         reviews_pd = pd.concat([reviews_pd, layer], ignore_index=True)
     catalog_pd = demo_data.mercari_catalog(d.catalog_rows)
+    extra: dict[str, int] = {}
+    if d.lingerie:
+        from ecomine.io import lingerie
+
+        products, rejects = lingerie.lingerie_catalog()
+        extra["catalog_lingerie"] = len(products)
+        catalog_pd = pd.concat([catalog_pd, products[demo_data.CATALOG_COLUMNS]], ignore_index=True)
+        # values the loader refused (corrupt review counts, placeholder ratings, non-USD prices): never
+        # in the catalog, so never in training; listed in catalog_label_rejects under the task they feed
+        label_rejects = lingerie_label_rejects(rejects, cfg)
+        m = training.write_label_rejects(spark, cfg, label_rejects, run.run_id)
+        extra["lingerie_label_rejects"] = len(label_rejects)
+        extra["lingerie_label_rejects_written"] = m["inserted"] + m["updated"]
+    interactions_pd = None
+    if d.movielens:
+        from ecomine.io import movielens
+
+        interactions_pd = movielens.movielens_interactions(d.movielens_users)
+        items = movielens.movielens_items()
+        items = items[items["product_id"].isin(set(interactions_pd["product_id"]))]
+        extra["catalog_movielens"] = len(items)
+        # object columns: the titles have no brand, price or condition (all-NA columns would change dtypes)
+        catalog_pd = pd.concat(
+            [catalog_pd.astype(object), items[demo_data.CATALOG_COLUMNS].astype(object)], ignore_index=True
+        )
     reviews = spark.createDataFrame(
         reviews_pd.astype(object).where(reviews_pd.notna(), None), schema=demo_data.REVIEWS_DDL
     )
@@ -62,6 +87,16 @@ def load_demo_data(spark: SparkSession, cfg: Config, run: Run) -> dict[str, int]
     meta = {"run_id": run.run_id, "job": run.job}
     m1 = delta_io.merge_into(spark, cfg.table("reviews"), reviews, ["review_id"], metadata=meta)
     m2 = delta_io.merge_into(spark, cfg.table("catalog"), catalog, ["product_id"], metadata=meta)
+    if interactions_pd is not None:
+        inter = spark.createDataFrame(
+            interactions_pd.astype(object).where(interactions_pd.notna(), None), schema=demo_data.INTERACTIONS_DDL
+        )
+        m3 = delta_io.merge_into(spark, cfg.table("interactions"), inter, ["user_id", "product_id"], metadata=meta)
+        extra.update(
+            interactions_in=len(interactions_pd),
+            interactions_inserted=m3["inserted"],
+            interactions_updated=m3["updated"],
+        )
     counts = {
         "reviews_in": len(reviews_pd),
         "reviews_simulated": simulated,
@@ -70,6 +105,7 @@ def load_demo_data(spark: SparkSession, cfg: Config, run: Run) -> dict[str, int]
         "catalog_in": len(catalog_pd),
         "catalog_inserted": m2["inserted"],
         "catalog_updated": m2["updated"],
+        **extra,
     }
     run.counts.update(
         rows_in=len(reviews_pd) + len(catalog_pd),
@@ -78,6 +114,16 @@ def load_demo_data(spark: SparkSession, cfg: Config, run: Run) -> dict[str, int]
     run.details.update(counts)
     log.info("demo data loaded: %s", counts)
     return counts
+
+
+def lingerie_label_rejects(rejects: pd.DataFrame, cfg: Config) -> pd.DataFrame:
+    """The lingerie loader's rejected values as ``catalog_label_rejects`` rows: the task whose
+    target is the value's column (columns no catalog task reads are left out), one row per
+    (product, task): the first of its refused values in (reason, value) order."""
+    by_column = {t.target: t.name for t in cfg.model.catalog_tasks}
+    out = rejects[rejects["column"].isin(list(by_column))].assign(task=lambda d: d["column"].map(by_column))
+    out = out.sort_values(["product_id", "task", "reason", "value"], kind="stable")
+    return out.drop_duplicates(["product_id", "task"]).reset_index(drop=True)[training.LABEL_REJECTS_COLUMNS]
 
 
 # --------------------------------------------------------------------------- model
@@ -232,5 +278,94 @@ def derive_tables(spark: SparkSession, cfg: Config, run: Run, model: dict[str, A
         out["explanations_written"] = m["inserted"] + m["updated"]
         log.info("explanations: %d rows in %.0fs", out["explanations_written"], time.time() - t1)
     run.details["derived_seconds"] = round(time.time() - t0, 1)
+    run.details.update(out)
+    return out
+
+
+# --------------------------------------------------------------------------- product tables
+
+
+def derive_product_tables(spark: SparkSession, cfg: Config, run: Run) -> dict[str, int]:
+    """``similar_products`` from ``product_embeddings`` (derived/similar.py) and
+    ``recommendations`` from the interactions (derived/recommend.py), stamped with the
+    embeddings' model version and the run.
+
+    Each is recomputed only when one of its inputs has a new Delta version since the last
+    successful nightly run (``run.source_versions``); the MERGE then writes only rows whose
+    values changed and removes rows that are gone (a product whose neighbour list shrank, a
+    user who now rates a recommended product)."""
+    from ecomine.derived import recommend, similar
+
+    t0 = time.time()
+    meta = {"run_id": run.run_id, "job": run.job}
+    out: dict[str, int] = {}
+    versions = {
+        name: delta_io.table_version(spark, cfg.table(name))
+        for name in ("product_embeddings", "reviews", "interactions")
+    }
+    run.source_versions.update({k: v for k, v in versions.items() if k != "reviews"})
+    prev = runs.last_success(spark, cfg.table("runs"), ("nightly",))
+    before = (prev or {}).get("source_versions", {})
+
+    def unchanged(table: str, inputs: tuple[str, ...]) -> bool:
+        return delta_io.table_exists(spark, cfg.table(table)) and all(versions[i] == before.get(i) for i in inputs)
+
+    def publish(table: str, rows: DataFrame, keys: list[str], compare: list[str], version: str, t1: float) -> None:
+        stamped = delta_io.with_literal_stamps(rows, model_version=version, run_id=run.run_id)
+        m = delta_io.sync_into(
+            spark, cfg.table(table), stamped, keys, compare=compare, metadata={**meta, "model_version": version}
+        )
+        out[f"{table}_written"], out[f"{table}_deleted"] = m["inserted"] + m["updated"], m["deleted"]
+        log.info(
+            "%s: %d rows changed, %d removed in %.0fs", table, out[f"{table}_written"], m["deleted"], time.time() - t1
+        )
+
+    embeddings = None
+    if versions["product_embeddings"] is not None:
+        embeddings = delta_io.read(spark, cfg.table("product_embeddings"))
+    neighbours = None
+    sc = cfg.similar
+    if sc.k and embeddings is not None:
+        if unchanged("similar_products", ("product_embeddings",)):
+            log.info("similar_products: product_embeddings unchanged since the last run, nothing to recompute")
+        else:
+            t1 = time.time()
+            version = embeddings.agg(F.max("model_version")).first()[0]
+            vectors = embeddings.filter(F.col("model_version") == version).select("product_id", "embedding")
+            catalog = tables.read_catalog(spark, cfg)
+            if sc.block_levels and catalog is not None:  # block: the first levels of the category path
+                levels = F.slice(F.split(F.lower(F.trim(F.col("category"))), r"\s*/\s*"), 1, sc.block_levels)
+                blocks = catalog.select("product_id", F.array_join(levels, "/").alias("block"))
+                vectors = vectors.join(blocks.dropDuplicates(["product_id"]), "product_id", "left")
+            neighbours = similar.similar_products(vectors, sc.k, max_block=sc.max_block, seed=sc.seed).persist(
+                StorageLevel.MEMORY_AND_DISK
+            )
+            compare = ["similar_product_id", "similarity", "model_version"]
+            publish("similar_products", neighbours, ["product_id", "rank"], compare, version, t1)
+    rc = cfg.recommend
+    interactions = tables.read_interactions(spark, cfg) if rc.k else None
+    if interactions is not None:
+        if unchanged("recommendations", ("product_embeddings", "reviews", "interactions")):
+            log.info("recommendations: interactions and embeddings unchanged since the last run, nothing to recompute")
+        else:
+            t1 = time.time()
+            if neighbours is None and delta_io.table_exists(spark, cfg.table("similar_products")):
+                neighbours = delta_io.read(spark, cfg.table("similar_products"))
+            recs = recommend.recommend(
+                interactions,
+                neighbours.select("product_id", "similar_product_id", "similarity") if neighbours is not None else None,
+                rc.k,
+                rank=rc.rank,
+                reg=rc.reg,
+                max_iter=rc.max_iter,
+                seed=rc.seed,
+                min_history=rc.min_history,
+                implicit_rating=rc.implicit_rating,
+            )
+            compare = ["product_id", "score", "source"]
+            publish("recommendations", recs, ["user_id", "rank"], compare, run.model_version or "", t1)
+    if neighbours is not None:
+        neighbours.unpersist()
+    run.details["product_tables_seconds"] = round(time.time() - t0, 1)
     run.details.update(out)
     return out
