@@ -61,7 +61,7 @@ def _console_parser() -> argparse.ArgumentParser:
         prog="ecomine",
         description="ecomine: look at runs, models and a review's scores in the lakehouse (read-only, no Spark).",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{runs,models,show}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{runs,models,show,product,recommend}")
     runs = sub.add_parser("runs", parents=[common], help="the last runs from the runs table")
     runs.add_argument("-n", type=int, default=10, help="how many runs (newest first)")
     runs.add_argument("--job", default=None, help="only runs of this job (nightly, score, train, ...)")
@@ -71,6 +71,10 @@ def _console_parser() -> argparse.ArgumentParser:
     models.add_argument("-n", type=int, default=5, help="how many model versions (newest first)")
     show = sub.add_parser("show", parents=[common], help="one review: text, scores, fraud reasons, explanation")
     show.add_argument("review_id")
+    product = sub.add_parser("product", parents=[common], help="one catalog product: listing, scores, similar products")
+    product.add_argument("product_id")
+    recommend = sub.add_parser("recommend", parents=[common], help="one user's recommendations, with product names")
+    recommend.add_argument("user_id")
     return parser
 
 
@@ -401,10 +405,75 @@ def _cmd_show(cfg: Config, review_id: str) -> str | None:
     return "\n".join(out)
 
 
+def _names(cfg: Config, opts: dict[str, str], ids: list[str]) -> dict[str, str]:
+    """product_id -> name from the catalog, for ``ids``."""
+    if not ids:
+        return {}
+    table = _open(cfg.table("catalog"), opts)
+    key, name = cfg.columns.catalog.product_id, cfg.columns.catalog.name
+    return {str(r[key]): r.get(name) for r in _rows(table, [(key, "in", ids)])}
+
+
+def _cmd_product(cfg: Config, product_id: str) -> str | None:
+    """One product: its listing, catalog scores and nearest neighbours; None when unknown."""
+    from ecomine.io import fs
+
+    opts = fs.delta_rs_options(cfg.storage)
+    key = cfg.columns.catalog.product_id
+    listing = _by_key(_open(cfg.table("catalog"), opts), key, product_id)
+    scores = _by_key(_open(cfg.table("catalog_scores"), opts), "product_id", product_id)
+    similar = sorted(
+        _by_key(_open(cfg.table("similar_products"), opts), "product_id", product_id), key=lambda r: r["rank"]
+    )
+    if not (listing or scores):
+        return None
+    row = listing[0] if listing else {}
+    out = [f"product {product_id}"]
+    out += [
+        f"  {c}: {row[c]}"
+        for c in ("name", "brand", "category", "price", "rating", "review_count", "source")
+        if row.get(c) is not None
+    ]
+    if scores:
+        sc = scores[0]
+        skip = {"product_id", "text_sha256", "run_id", "scored_at"}
+        out += ["", f"catalog scores (model {sc.get('model_version')}):"]
+        out += [f"  {c}: {_fmt(v)}" for c, v in sc.items() if c not in skip | {"model_version"} and v is not None]
+    names = _names(cfg, opts, [r["similar_product_id"] for r in similar])
+    out += ["", "similar products:" if similar else "similar products: none (no similar_products row)"]
+    out += [
+        f"  {r['rank']:>2}. {r['similarity']:.3f}  {r['similar_product_id']}  {names.get(r['similar_product_id']) or ''}"
+        for r in similar
+    ]
+    return "\n".join(out)
+
+
+def _cmd_recommend(cfg: Config, user_id: str) -> str | None:
+    """One user's recommendations with product names; None when the user has none."""
+    from ecomine.io import fs
+
+    opts = fs.delta_rs_options(cfg.storage)
+    recs = sorted(_by_key(_open(cfg.table("recommendations"), opts), "user_id", user_id), key=lambda r: r["rank"])
+    if not recs:
+        return None
+    names = _names(cfg, opts, [r["product_id"] for r in recs])
+    out = [f"recommendations for {user_id} (model {recs[0].get('model_version')}, run {recs[0].get('run_id')}):"]
+    out += [
+        f"  {r['rank']:>2}. {r['score']:.4f}  {r['source']:<13} {r['product_id']}  {names.get(r['product_id']) or ''}"
+        for r in recs
+    ]
+    return "\n".join(out)
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
 def console_main(argv: list[str] | None = None) -> int:
     """``ecomine`` console entry point: read-only views of a lakehouse for people on call.
 
     ``ecomine runs [-n N] [--job JOB]``, ``ecomine models [-n N]``, ``ecomine show REVIEW_ID``,
+    ``ecomine product PRODUCT_ID``, ``ecomine recommend USER_ID``,
     each with ``--conf-dir``/``--env``/``--set key=value`` to pick the lakehouse (default:
     ``conf``, env ``local``). Reads Delta tables with delta-rs (no JVM, starts in about a
     second). Exit status: 0 ok, 1 review not found, 2 configuration or table error."""
@@ -420,17 +489,22 @@ def console_main(argv: list[str] | None = None) -> int:
             text = _cmd_runs(cfg.table("runs"), args.job, args.n, opts)
         elif args.command == "models":
             text = _cmd_models(cfg.table("models"), args.n, opts)
+        elif args.command == "product":
+            text = _cmd_product(cfg, args.product_id)
+        elif args.command == "recommend":
+            text = _cmd_recommend(cfg, args.user_id)
         else:
             text = _cmd_show(cfg, args.review_id)
     except (EcomineError, FileNotFoundError) as e:
         print(f"ecomine {args.command}: {e}", file=sys.stderr)
         return 2
     if text is None:
-        print(
-            f"ecomine show: review {args.review_id!r} is not in reviews, review_scores or review_scores_rejects "
-            f"under {cfg.storage.table_path('')}",
-            file=sys.stderr,
-        )
+        missing = {
+            "show": f"review {getattr(args, 'review_id', '')!r} is not in reviews, review_scores or review_scores_rejects",
+            "product": f"product {getattr(args, 'product_id', '')!r} is not in catalog or catalog_scores",
+            "recommend": f"user {getattr(args, 'user_id', '')!r} has no rows in recommendations",
+        }[args.command]
+        print(f"ecomine {args.command}: {missing} under {cfg.storage.table_path('')}", file=sys.stderr)
         return 1
     print(text)
     return 0

@@ -295,6 +295,10 @@ class ReportData:
     fraud_bursts: list[dict[str, Any]] | None = None
     explanations: list[dict[str, Any]] | None = None
     throughput: list[dict[str, Any]] = field(default_factory=list)
+    embeddings: dict[str, Any] | None = None  # product_embeddings: rows, dim, model_version
+    similar: list[dict[str, Any]] | None = None  # a sample of products with their nearest neighbours
+    recommendations: dict[str, Any] | None = None  # per source counts and a sample of users' lists
+    label_rejects: list[tuple[str, str, int]] | None = None  # catalog_label_rejects: (task, reason, rows)
 
 
 def _json(text: str | None) -> dict[str, Any]:
@@ -551,6 +555,102 @@ def _explanations(spark: SparkSession, path: str, run_id: str, top_n: int) -> li
     return [r.asDict(recursive=True) for r in rows]
 
 
+def _sample_order(column: str):
+    """A stable pseudo-random order (hash of the key): the report's samples do not all come
+    from one corner of the key space."""
+    from pyspark.sql import functions as F
+
+    return [F.xxhash64(column), column]
+
+
+def _embeddings(spark: SparkSession, path: str) -> dict[str, Any] | None:
+    from pyspark.sql import functions as F
+
+    from ecomine.io import delta_io
+
+    if not _exists(spark, path):
+        return None
+    row = (
+        delta_io.read(spark, path)
+        .agg(F.count("*").alias("rows"), F.max("dim").alias("dim"), F.max("model_version").alias("model_version"))
+        .first()
+    )
+    return row.asDict()
+
+
+def _names(spark: SparkSession, catalog_path: str):
+    """product_id -> name, source from the catalog table (None when there is none)."""
+    from ecomine.io import delta_io
+
+    if not _exists(spark, catalog_path):
+        return None
+    df = delta_io.read(spark, catalog_path)
+    cols = [c for c in ("product_id", "name", "source") if c in df.columns]
+    return df.select(*cols).dropDuplicates(["product_id"])
+
+
+def _similar(spark: SparkSession, path: str, catalog_path: str, top_n: int, per_product: int = 3):
+    """``top_n`` products (hash-sampled) with their ``per_product`` nearest neighbours and names."""
+    from pyspark.sql import functions as F
+
+    from ecomine.io import delta_io
+
+    if not _exists(spark, path):
+        return None
+    sim = delta_io.read(spark, path)
+    products = [
+        r[0] for r in sim.select("product_id").distinct().orderBy(*_sample_order("product_id")).limit(top_n).collect()
+    ]
+    rows = sim.where(F.col("product_id").isin(products) & (F.col("rank") <= per_product))
+    names = _names(spark, catalog_path)
+    if names is not None:
+        rows = rows.join(
+            names.select("product_id", F.col("name").alias("product_name"), "source"), "product_id", "left"
+        )
+        rows = rows.join(
+            names.select(F.col("product_id").alias("similar_product_id"), F.col("name").alias("similar_name")),
+            "similar_product_id",
+            "left",
+        )
+    return [r.asDict() for r in rows.orderBy("product_id", "rank").collect()]
+
+
+def _recommendations(spark: SparkSession, path: str, catalog_path: str, users: int, per_user: int = 5):
+    """Counts per source, and ``users`` hash-sampled users' top ``per_user`` with product names."""
+    from pyspark.sql import functions as F
+
+    from ecomine.io import delta_io
+
+    if not _exists(spark, path):
+        return None
+    recs = delta_io.read(spark, path)
+    by_source = [
+        r.asDict()
+        for r in recs.groupBy("source")
+        .agg(F.countDistinct("user_id").alias("users"), F.count("*").alias("rows"))
+        .orderBy("source")
+        .collect()
+    ]
+    sample_users = [
+        r[0] for r in recs.select("user_id").distinct().orderBy(*_sample_order("user_id")).limit(users).collect()
+    ]
+    rows = recs.where(F.col("user_id").isin(sample_users) & (F.col("rank") <= per_user))
+    names = _names(spark, catalog_path)
+    if names is not None:
+        rows = rows.join(names.select("product_id", F.col("name").alias("product_name")), "product_id", "left")
+    sample = [r.asDict() for r in rows.orderBy("user_id", "rank").collect()]
+    return {"by_source": by_source, "sample": sample}
+
+
+def _label_rejects(spark: SparkSession, path: str) -> list[tuple[str, str, int]] | None:
+    from ecomine.io import delta_io
+
+    if not _exists(spark, path):
+        return None
+    rows = delta_io.read(spark, path).groupBy("task", "reason").count().orderBy("task", "reason").collect()
+    return [(r["task"], r["reason"], int(r["count"])) for r in rows]
+
+
 def collect(
     spark: SparkSession,
     storage: StorageConfig,
@@ -591,6 +691,10 @@ def collect(
         fraud_bursts=_bursts(spark, path(tables.product_risk), top_n),
         explanations=_explanations(spark, path(tables.review_explanations), run_id, top_n),
         throughput=_throughput(runs, run, history),
+        embeddings=_embeddings(spark, path(tables.product_embeddings)),
+        similar=_similar(spark, path(tables.similar_products), path(tables.catalog), min(top_n, 6)),
+        recommendations=_recommendations(spark, path(tables.recommendations), path(tables.catalog), 3),
+        label_rejects=_label_rejects(spark, path(tables.catalog_label_rejects)),
     )
 
 
@@ -868,6 +972,39 @@ def _view(data: ReportData) -> dict[str, Any]:
             ("wall seconds", details.get("wall_seconds"), 1),
         ],
         "throughput_chart": _throughput_chart(data),
+        **_products_view(data),
+    }
+
+
+def _products_view(data: ReportData) -> dict[str, Any]:
+    """The "Products" section: embeddings, similar products, recommendations, label rejects."""
+    similar_rows = None
+    if data.similar is not None:
+        similar_rows = [
+            [
+                r.get("product_name") or r["product_id"],
+                r.get("source"),
+                r["rank"],
+                r.get("similar_name") or r["similar_product_id"],
+                r["similarity"],
+            ]
+            for r in data.similar
+        ]
+    rec_rows = rec_sources = None
+    if data.recommendations is not None:
+        rec_sources = [[s["source"], s["users"], s["rows"]] for s in data.recommendations["by_source"]]
+        rec_rows = [
+            [r["user_id"], r["rank"], r.get("product_name") or r["product_id"], r["score"], r["source"]]
+            for r in data.recommendations["sample"]
+        ]
+    emb = data.embeddings
+    return {
+        "embedding_kpis": [("products", emb["rows"], 0), ("dimensions", emb["dim"], 0)] if emb else None,
+        "embedding_version": emb["model_version"] if emb else None,
+        "similar_rows": similar_rows,
+        "rec_source_rows": rec_sources,
+        "rec_rows": rec_rows,
+        "label_reject_rows": [list(r) for r in data.label_rejects] if data.label_rejects is not None else None,
     }
 
 
