@@ -91,7 +91,10 @@ from ecomine.model.encoders import needs_query_prefix, resolve_base
 ROOT = Path(__file__).resolve().parents[1]
 SALT = "ecomine-quality-v1"
 METHODS = ("tfidf", "tfidf_full", "frozen", "finetune", "lora", "hybrid")
-DEPLOYABLE = ("finetune", "lora")  # what the nightly job can score with today (one encoder + heads)
+DEPLOYABLE = (
+    "finetune",
+    "lora",
+)  # plain encoder methods the nightly job trains (it also fuses them with TF-IDF: hybrid)
 log = logging.getLogger("bench.quality")
 
 
@@ -904,12 +907,19 @@ def _recommendation(recs: list[dict[str, Any]], headline: str) -> list[str]:
                 f" **Nightly job: use `{best['method']}`** "
                 f"(`model.train.lora: {str(best['method'] == 'lora').lower()}`)."
             )
+        elif best["method"] == "hybrid":
+            line += " **Nightly job: `model.method: hybrid`** (the default: fine-tuned heads fused with TF-IDF)."
+        elif best["method"] != "tfidf":
+            line += (
+                f" `{best['method']}` is not a training option of the nightly job yet; of its own methods the best "
+                f"plain encoder one here is `{best_dep['method']}` ({_fmt(best_dep['value'], headline)})."
+            )
         else:
             line += (
-                " The nightly job scores with one fine-tuned encoder + heads, so today it should use "
-                f"**`{best_dep['method']}`** ({_fmt(best_dep['value'], headline)}); `{best['method']}` is better by "
-                f"{best['value'] - best_dep['value']:.3f} {headline} and would need a TF-IDF model in the scoring path "
-                "(a second artifact and UDF) to deploy."
+                f" The nightly job's hybrid (`model.method: hybrid`, the default) scores exactly as `{best['method']}` "
+                "when its validation rule puts weight 0 on the fine-tuned model, as it does when the encoder adds "
+                f"nothing sure; the best plain encoder method here is `{best_dep['method']}` "
+                f"({_fmt(best_dep['value'], headline)})."
             )
     if "hybrid" in plain:
         line += (
