@@ -428,16 +428,25 @@ class RecommendConfig:
     reg: float = 0.2
     max_iter: int = 10
     min_history: int = 3  # interactions a user needs before collaborative/content sources are used
+    new_slots: int = 2  # places per list reserved for products nobody has interacted with yet (0 = none)
     seed: int = 20261203
 
     def __post_init__(self) -> None:
         bad = sorted(set(self.sources) - {"reviews", "interactions"})
         if bad or not self.sources:
             raise ConfigError(f"recommend.sources must be a non-empty list of reviews|interactions, got {self.sources}")
-        if self.k < 0 or self.rank < 1 or self.max_iter < 1 or self.min_history < 0 or self.reg < 0:
+        if (
+            self.k < 0
+            or self.rank < 1
+            or self.max_iter < 1
+            or self.min_history < 0
+            or self.reg < 0
+            or self.new_slots < 0
+        ):
             raise ConfigError(
-                f"recommend: k >= 0, rank >= 1, max_iter >= 1, reg >= 0, min_history >= 0; got k={self.k}, "
-                f"rank={self.rank}, max_iter={self.max_iter}, reg={self.reg}, min_history={self.min_history}"
+                f"recommend: k >= 0, rank >= 1, max_iter >= 1, reg >= 0, min_history >= 0, new_slots >= 0; got "
+                f"k={self.k}, rank={self.rank}, max_iter={self.max_iter}, reg={self.reg}, "
+                f"min_history={self.min_history}, new_slots={self.new_slots}"
             )
 
 

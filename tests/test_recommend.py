@@ -138,3 +138,35 @@ def test_deterministic(sdf):
     a = rec.recommend(sdf, None, 5, **PARAMS).toPandas().sort_values(["user_id", "rank"]).reset_index(drop=True)
     b = rec.recommend(sdf, None, 5, **PARAMS).toPandas().sort_values(["user_id", "rank"]).reset_index(drop=True)
     pd.testing.assert_frame_equal(a, b)
+
+
+def test_new_products_take_the_reserved_last_places(spark, sdf, ratings):
+    """Products nobody rated get ``new_slots`` places at the end of the lists of users who
+    liked a neighbour, best similarity first; the blend's own list fills the rest."""
+    user, movie = _liked(ratings)
+    nb = spark.createDataFrame(
+        [("new-a", movie, 0.5), ("new-b", movie, 0.9), ("new-c", movie, 0.7)],
+        "product_id string, similar_product_id string, similarity double",
+    )
+    slotted = rec.recommend(sdf, nb, 10, weights=rec.HybridWeights(new_slots=2), **PARAMS).toPandas()
+    plain = rec.recommend(sdf, nb, 10, weights=rec.HybridWeights(new_slots=0), **PARAMS).toPandas()
+    # a missing rating counts as 4 (implicit); users with mixed events on the movie are skipped
+    on_movie = ratings[ratings["product_id"] == movie].assign(liked=lambda d: d["rating"].fillna(4.0) >= 4)
+    verdict = on_movie.groupby("user_id")["liked"].agg(["all", "any"])
+    likers, mixed = set(verdict.index[verdict["all"]]), set(verdict.index[verdict["any"] & ~verdict["all"]])
+    hist = ratings.groupby("user_id")["product_id"].nunique()
+    new = {"new-a", "new-b", "new-c"}
+    assert user in likers
+    for u, g in slotted.groupby("user_id"):
+        g = g.sort_values("rank")
+        assert g["rank"].tolist() == list(range(1, 11)) and g["score"].is_monotonic_decreasing
+        if u in mixed:
+            continue
+        if u in likers and hist[u] >= PARAMS["min_history"]:
+            last = g.tail(2)
+            assert last["product_id"].tolist() == ["new-b", "new-c"]  # by similarity 0.9, 0.7
+            assert set(last["source"]) == {"content"} and (last["score"] == 0.0).all()
+            head = plain[(plain["user_id"] == u) & ~plain["product_id"].isin(["new-b", "new-c"])].sort_values("rank")
+            assert g.head(8)["product_id"].tolist() == head["product_id"].head(8).tolist()
+        else:
+            assert not set(g["product_id"]) & new

@@ -15,6 +15,14 @@ Three candidate sources, each a ranked list per user of products the user has no
   (``(sum + m * mean) / (count + m)``, ``m = POPULARITY_DAMPING``); the only source for
   users with fewer than ``min_history`` ratings, and the filler up to ``k`` for everyone.
 
+New products (no interaction by anyone yet) get ``new_slots`` reserved places at the
+end of each list (``HybridWeights.new_slots``): a fourth candidate list, internal source
+``NEW``, ranks the products nobody has rated by their highest similarity to one the user
+liked; the blend fills ``k - new_slots`` places and those products the rest (their rows
+say ``source = "content"`` and carry score 0: they are placed, not scored by the blend).
+Without reserved places a new product has to outrank warm ones on summed similarity,
+which on MovieLens it never did (bench/recsys.py, docs/recsys.md).
+
 The blend is reciprocal-rank fusion: ``score = sum_s weight_s / (offset + rank_s)`` over
 the sources that list the product, so no source's score scale has to be calibrated
 against another's; ``source`` names the source that contributes most. Its knobs
@@ -67,6 +75,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SOURCES = ("collaborative", "content", "popular")
+NEW = "content_new"  # internal candidate list: products without any interaction, by max similarity to a liked one
 POPULARITY_DAMPING = 10.0
 POPULAR_MARGIN = 500
 SCORE_DECIMALS = 6
@@ -81,10 +90,11 @@ class HybridWeights:
     content: float = 1.0
     popular: float = 2.0  # tuned on the MovieLens validation split (bench/recsys.py)
     offset: float = 10.0
+    new_slots: int = 2  # places per list reserved for products nobody has rated yet (bench/recsys.py)
 
     def __post_init__(self) -> None:
-        if min(self.collaborative, self.content, self.popular) < 0 or self.offset < 0:
-            raise ValueError(f"hybrid weights and offset must be >= 0, got {self}")
+        if min(self.collaborative, self.content, self.popular) < 0 or self.offset < 0 or self.new_slots < 0:
+            raise ValueError(f"hybrid weights, offset and new_slots must be >= 0, got {self}")
 
     def of(self, source: str) -> float:
         return float(getattr(self, source))
@@ -243,7 +253,8 @@ def recommendation_candidates(
     """Every source's ranked candidates: (user_id, product_id, source, source_rank, score).
 
     ``score`` is the source's own: ALS predicted rating, summed neighbour similarity, or
-    popularity. Up to ``n_candidates`` per user and source, never a product the user rated (ALS is asked for ``n_candidates`` + the longest history + the rare products, so no user runs short).
+    popularity; with the content source also the ``NEW`` list (products without any
+    interaction, by their highest similarity to a product the user liked). Up to ``n_candidates`` per user and source, never a product the user rated (ALS is asked for ``n_candidates`` + the longest history + the rare products, so no user runs short).
     ``sources`` limits the work to the named sources (``popular`` is always computed: it
     is the filler)."""
     from pyspark.sql import functions as F
@@ -316,6 +327,18 @@ def recommendation_candidates(
             .withColumn("source", F.lit("content"))
         )
         parts.append(content)
+        # products nobody has interacted with: their best similarity to one the user liked
+        known = ratings.select("product_id").distinct()
+        new = (
+            liked.join(both, liked["product_id"] == both["a"])
+            .select("user_id", F.col("b").alias("product_id"), "sim")
+            .join(known, "product_id", "left_anti")
+            .groupBy("user_id", "product_id")
+            .agg(F.round(F.max("sim"), SCORE_DECIMALS).alias("score"))
+            .transform(_top, n_candidates)
+            .withColumn("source", F.lit(NEW))
+        )
+        parts.append(new)
 
     cols = ["user_id", "product_id", "source", "source_rank", "score"]
     out = parts[0].select(*cols)
@@ -350,10 +373,34 @@ def blend(candidates: DataFrame, k: int = 10, weights: HybridWeights | None = No
     w = Window.partitionBy("user_id").orderBy(
         F.col("score").desc(), F.col("pop_rank").asc_nulls_last(), F.col("product_id").asc()
     )
+    cols = ["user_id", "product_id", "rank", F.col("score").cast("double").alias("score"), "source"]
+    ranked = agg.withColumn("rank", F.row_number().over(w).cast("int"))
+    slots = min(int(weights.new_slots), int(k))
+    if slots == 0:
+        return ranked.where(F.col("rank") <= int(k)).select(*cols)
+    # reserved places: the user's best new products, after the blend's top k - (how many there are)
+    wn = Window.partitionBy("user_id").orderBy(F.col("score").desc(), F.col("product_id").asc())
+    new = (
+        candidates.where(F.col("source") == NEW)
+        .withColumn("r", F.row_number().over(wn))
+        .where(F.col("r") <= slots)
+        .select("user_id", "product_id", F.lit(1).alias("grp"), "r")
+    )
+    n_new = new.groupBy("user_id").agg(F.count("*").alias("n_new"))
+    main = (
+        ranked.join(new.select("user_id", "product_id"), ["user_id", "product_id"], "left_anti")
+        .withColumn("r", F.row_number().over(Window.partitionBy("user_id").orderBy("rank")))
+        .join(n_new, "user_id", "left")
+        .where(F.col("r") <= F.lit(int(k)) - F.coalesce(F.col("n_new"), F.lit(0)))
+        .select("user_id", "product_id", F.lit(0).alias("grp"), "r", "score", "source")
+    )
+    placed = new.withColumn("score", F.lit(0.0)).withColumn("source", F.lit("content"))
+    wf = Window.partitionBy("user_id").orderBy("grp", "r")
     return (
-        agg.withColumn("rank", F.row_number().over(w).cast("int"))
+        main.unionByName(placed)
+        .withColumn("rank", F.row_number().over(wf).cast("int"))
         .where(F.col("rank") <= int(k))
-        .select("user_id", "product_id", "rank", F.col("score").cast("double").alias("score"), "source")
+        .select(*cols)
     )
 
 
@@ -380,9 +427,10 @@ def recommend(
     ``neighbours``: ``similar_products`` output (product_id, similar_product_id,
     similarity), or None for no content source. Users with fewer than ``min_history``
     rated products get popular products only. ``weights`` defaults to ``HybridWeights()``
-    (the values tuned in bench/recsys.py); weight 0 switches a source off."""
+    (the values tuned in bench/recsys.py); weight 0 switches a source off, ``new_slots``
+    places at the end of each list go to products nobody has rated yet (module docstring)."""
     weights = weights or HybridWeights()
-    sources = [s for s in SOURCES if weights.of(s) > 0]
+    sources = [s for s in SOURCES if weights.of(s) > 0 or (s == "content" and weights.new_slots > 0)]
     candidates = recommendation_candidates(
         interactions,
         neighbours,

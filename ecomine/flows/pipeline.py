@@ -361,6 +361,7 @@ def derive_product_tables(spark: SparkSession, cfg: Config, run: Run) -> dict[st
                 seed=rc.seed,
                 min_history=rc.min_history,
                 implicit_rating=rc.implicit_rating,
+                weights=recommend.HybridWeights(new_slots=rc.new_slots),
             )
             compare = ["product_id", "score", "source"]
             publish("recommendations", recs, ["user_id", "rank"], compare, run.model_version or "", t1)
