@@ -68,7 +68,7 @@ def _canonical(df: pd.DataFrame, root: Path) -> pd.DataFrame:
             df[c] = df[c].map(lambda v: v.replace(str(root), "<root>") if isinstance(v, str) else v)
         if _is_json(df[c]):
             df[c] = df[c].map(lambda v: json.dumps(_strip(json.loads(v)), sort_keys=True) if isinstance(v, str) else v)
-    keys = [c for c in df.columns if not pd.api.types.is_float_dtype(df[c])]
+    keys = [c for c in df.columns if not pd.api.types.is_float_dtype(df[c]) and not _is_vector(df[c])]
     as_text = df[keys].astype(str).to_numpy().tolist()
     order = ["\x1f".join(row) for row in as_text] if keys else list(range(len(df)))
     return df.assign(_o=order).sort_values("_o").drop(columns="_o").reset_index(drop=True)
@@ -90,6 +90,11 @@ def _compare_table(a: pd.DataFrame, b: pd.DataFrame, atol: float) -> dict:
             worst = max(worst, float(diff.max()) if len(diff) else 0.0)
             if not same_nan.all() or (diff > atol).any():
                 bad.append(c)
+        elif _is_vector(x) and _is_vector(y):  # array<float> (embeddings): element-wise, same tolerance
+            d = _vector_diff(x, y)
+            worst = max(worst, d)
+            if d > atol:
+                bad.append(c)
         elif _is_json(x) or _is_json(y):
             json_diffs[c] = _json_diff(x, y, atol)
             if any(json_diffs[c].values()):
@@ -106,6 +111,31 @@ def _compare_table(a: pd.DataFrame, b: pd.DataFrame, atol: float) -> dict:
         "columns_differing": bad,
         "json_differences": {c: d for c, d in json_diffs.items() if any(d.values())},
     }
+
+
+def _is_vector(col: pd.Series) -> bool:
+    """An object column whose non-null values are arrays of floats (``array<float>`` read by delta-rs)."""
+    values = col.dropna()
+    return (
+        col.dtype == object
+        and len(values) > 0
+        and all(isinstance(v, (list, np.ndarray)) and np.asarray(v).dtype.kind == "f" for v in values)
+    )
+
+
+def _vector_diff(x: pd.Series, y: pd.Series) -> float:
+    """Largest element-wise difference of two vector columns (inf when lengths or nulls differ)."""
+    worst = 0.0
+    for u, v in zip(x, y):
+        if (u is None) != (v is None):
+            return float("inf")
+        if u is None:
+            continue
+        u, v = np.asarray(u, dtype=float), np.asarray(v, dtype=float)
+        if u.shape != v.shape:
+            return float("inf")
+        worst = max(worst, float(np.abs(u - v).max()) if u.size else 0.0)
+    return worst
 
 
 def _parses(v) -> bool:

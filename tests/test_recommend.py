@@ -170,3 +170,12 @@ def test_new_products_take_the_reserved_last_places(spark, sdf, ratings):
             assert g.head(8)["product_id"].tolist() == head["product_id"].head(8).tolist()
         else:
             assert not set(g["product_id"]) & new
+
+
+def test_no_interactions_no_recommendations(spark):
+    """A shop whose reviews carry no reviewer or product id: an empty table, not a crash."""
+    empty = spark.createDataFrame(
+        [("u", None, 5.0, None)], "user_id string, product_id string, rating double, created_at timestamp"
+    )
+    out = rec.recommend(empty, None, 10, **PARAMS)
+    assert out.columns == ["user_id", "product_id", "rank", "score", "source"] and out.count() == 0

@@ -430,6 +430,9 @@ def recommend(
     (the values tuned in bench/recsys.py); weight 0 switches a source off, ``new_slots``
     places at the end of each list go to products nobody has rated yet (module docstring)."""
     weights = weights or HybridWeights()
+    if not clean_interactions(interactions, implicit_rating).take(1):  # nothing to learn from: no rows, no list
+        spark = interactions.sparkSession
+        return spark.createDataFrame([], "user_id string, product_id string, rank int, score double, source string")
     sources = [s for s in SOURCES if weights.of(s) > 0 or (s == "content" and weights.new_slots > 0)]
     candidates = recommendation_candidates(
         interactions,

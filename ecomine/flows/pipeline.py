@@ -344,6 +344,12 @@ def derive_product_tables(spark: SparkSession, cfg: Config, run: Run) -> dict[st
             publish("similar_products", neighbours, ["product_id", "rank"], compare, version, t1)
     rc = cfg.recommend
     interactions = tables.read_interactions(spark, cfg) if rc.k else None
+    if interactions is not None and not interactions.take(1):
+        log.info(
+            "recommendations: no interactions (reviews with reviewer_id and product_id, or rows in the interactions "
+            "table), nothing to recommend from"
+        )
+        interactions = None
     if interactions is not None:
         if unchanged("recommendations", ("product_embeddings", "reviews", "interactions")):
             log.info("recommendations: interactions and embeddings unchanged since the last run, nothing to recompute")
