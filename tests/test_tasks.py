@@ -355,10 +355,15 @@ def test_a_language_model_counts_only_the_tasks_its_rows_label():
     subs = {s.name: s for s in submodels(cfg)}
     en = pd.DataFrame({"label": ["great", "other", None]})  # rating labels only
     zh = pd.DataFrame({"label": ["positive", None, "negative"]})  # sentiment labels only
-    catalog = pd.DataFrame({"price": [10.0, None], "condition": [None, "3"]})
+    # catalog: price, condition, product_rating (0-5) and popularity (review_count, 0-10,000,000);
+    # a rating of 7 and a corrupt count (1.56e38, as in the lingerie data) are outside their ranges: no label
+    catalog = pd.DataFrame(
+        {"price": [10.0, None], "condition": [None, "3"], "rating": [None, 7.0], "review_count": [1.56e38, None]}
+    )
     assert len(subs["en"].tasks) == 2 and labelled_tasks(subs["en"], en) == 1
     assert labelled_tasks(subs["zh"], zh) == 1 and labelled_tasks(subs["en"], zh.head(0)) == 0
-    assert labelled_tasks(subs["catalog"], catalog) == 2
+    assert len(subs["catalog"].tasks) == 4 and labelled_tasks(subs["catalog"], catalog) == 2
+    assert labelled_tasks(subs["catalog"], catalog.assign(rating=[4.5, None])) == 3
 
 
 def test_budgeted_fit_is_the_fixed_count_fit_on_the_planned_rows(data, base_dir):
